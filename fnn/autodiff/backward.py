@@ -1,0 +1,155 @@
+"""The backward pass: send cotangents from outputs back to inputs through the recorded nodes.
+
+Also the few primitives the pass itself needs, so that it works (and can be differentiated again,
+for higher-order derivatives) without the rest of `fnn.numpy`:
+
+- `sum_to_shape` undoes broadcasting. It is applied once, here, where a cotangent meets its
+  argument, so no VJP rule has to undo broadcasting itself.
+- `cast` gives every cotangent its argument's dtype (float32 stays float32).
+- `add_cotangents` accumulates the cotangents of a value used more than once.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+import numpy as np
+
+from fnn.autodiff.tracer import Box, Node, Parts, defvjp, primitive, strip
+
+__all__ = ["backward_pass", "sum_to_shape", "broadcast_to", "cast", "add_cotangents",
+           "zeros_like_value", "shape_of", "dtype_of"]
+
+
+def shape_of(x: Any) -> tuple:
+    """The shape of an array, a traced value or a Python scalar (which is `()`)."""
+    return getattr(x, "shape", ())
+
+
+def dtype_of(x: Any) -> np.dtype | None:
+    """The dtype of an array or traced value; None for Python scalars."""
+    return getattr(x, "dtype", None)
+
+
+def zeros_like_value(x: Any) -> Any:
+    """A zero cotangent for `x` (plain, never traced), on x's device and of x's dtype."""
+    x = strip(x)
+    if isinstance(x, (int, float, complex)):
+        return type(x)(0)
+    return np.zeros_like(x)  # dispatches to CuPy for CuPy arrays
+
+
+@primitive
+def broadcast_to(x: Any, shape: tuple) -> Any:
+    """NumPy's broadcast_to (a read-only view)."""
+    return np.broadcast_to(x, shape)
+
+
+@primitive
+def sum_to_shape(x: Any, shape: tuple) -> Any:
+    """Sum `x` over the axes that broadcasting added or stretched, so it gets `shape`."""
+    x_shape = x.shape
+    if x_shape == shape:
+        return x
+    lead = len(x_shape) - len(shape)
+    axes = tuple(range(lead)) + tuple(
+        lead + i for i, n in enumerate(shape) if n == 1 and x_shape[lead + i] != 1
+    )
+    out = x.sum(axis=axes) if axes else x
+    return out.reshape(shape)
+
+
+@primitive
+def cast(x: Any, dtype: Any) -> Any:
+    """`x` as an array of `dtype` (no copy when it already is one)."""
+    if hasattr(x, "astype"):
+        return x.astype(dtype, copy=False)
+    return np.asarray(x, dtype=dtype)
+
+
+@primitive
+def add_cotangents(a: Any, b: Any) -> Any:
+    """a + b, for summing the cotangents of a value that was used more than once."""
+    return a + b
+
+
+defvjp(broadcast_to, lambda g, ans, x, shape: g)
+defvjp(sum_to_shape, lambda g, ans, x, shape: broadcast_to(g, shape_of(x)))
+defvjp(cast, lambda g, ans, x, dtype: g)
+defvjp(add_cotangents, lambda g, ans, a, b: g, lambda g, ans, a, b: g)
+
+
+def fit_to(g: Any, x: Any) -> Any:
+    """Give cotangent `g` the shape (undoing broadcasting) and dtype of argument `x`."""
+    x_shape = getattr(x, "shape", ())
+    if getattr(g, "shape", ()) != x_shape:
+        g = sum_to_shape(g, x_shape)
+    x_dtype = getattr(x, "dtype", None)
+    if x_dtype is not None and getattr(g, "dtype", None) != x_dtype:
+        g_dtype = getattr(g, "dtype", None)
+        if g_dtype is not None and g_dtype.kind == "c" and x_dtype.kind != "c":
+            g = g.real
+        g = cast(g, x_dtype)
+    return g
+
+
+def _accumulate(old: Any, new: Any) -> Any:
+    if old is None:
+        return new
+    if type(old) is Parts:
+        return old.merged(new)
+    return add_cotangents(old, new)
+
+
+def backward_pass(roots: Iterable[tuple[Node, Any]], retain: bool = False) -> dict[Node, Any]:
+    """Propagate cotangents from `(node, cotangent)` roots; return the cotangents of start nodes.
+
+    Nodes are processed in reverse topological order (a node once all its consumers are done).
+    Unless `retain`, each node drops its residuals right after use, so memory is released as the
+    pass goes; a pass that may be run again (a `vjp` function) keeps them.
+    """
+    cotangents: dict[Node, Any] = {}
+    for node, g in roots:
+        cotangents[node] = _accumulate(cotangents.get(node), g)
+
+    pending: dict[Node, int] = {}  # node -> number of consumers not yet processed
+    stack = list(cotangents)
+    seen = set(stack)
+    while stack:
+        for parent in stack.pop().parents:
+            pending[parent] = pending.get(parent, 0) + 1
+            if parent not in seen:
+                seen.add(parent)
+                stack.append(parent)
+
+    starts: dict[Node, Any] = {}
+    ready = [n for n in cotangents if n not in pending]
+    while ready:
+        node = ready.pop()
+        g = cotangents.pop(node)
+        if not node.parents:
+            starts[node] = g
+            continue
+        grads = node.prim.backward(node, g)
+        args = node.args
+        for argnum, parent, pg in zip(node.argnums, node.parents, grads):
+            if type(pg) is not Parts:
+                pg = fit_to(pg, args[argnum])
+            cotangents[parent] = _accumulate(cotangents.get(parent), pg)
+            left = pending[parent] - 1
+            pending[parent] = left
+            if not left:
+                ready.append(parent)
+        if not retain:
+            node.args = node.kwargs = node.ans = None
+    return starts
+
+
+def start_node() -> Node:
+    """A node with no parents, standing for one input of a differentiated function."""
+    return Node(None, None, None, None, (), ())
+
+
+def box_input(value: Any, trace: int) -> Box:
+    """Wrap an input of a differentiated function for trace `trace`."""
+    return Box(value, trace, start_node())

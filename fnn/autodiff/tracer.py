@@ -1,0 +1,303 @@
+"""Tracing: boxes that carry a value through a differentiated function, and the primitive wrapper.
+
+A transform (grad, vjp, ...) starts a *trace* with a fresh, increasing id and wraps its inputs in
+`Box`es of that trace. A primitive called with boxes unwraps the boxes of the newest trace among
+its arguments, runs the wrapped function on what is inside (which may still be boxes of older,
+enclosing traces, so the call recurses once per level), and wraps the result in a new box whose
+`Node` remembers how to send a cotangent back to each boxed argument. Because each level only
+peels its own boxes, nested transforms (`grad(grad(f))`, closures over outer traced values) never
+confuse one level's perturbation with another's.
+
+The backward pass lives in `backward.py`; the transforms that start traces in `transforms.py`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import types
+from typing import Any, Callable
+
+__all__ = [
+    "Box",
+    "Node",
+    "Primitive",
+    "primitive",
+    "defvjp",
+    "defvjp_argnum",
+    "new_trace",
+    "NoGradientError",
+    "is_traced",
+    "strip",
+]
+
+
+class NoGradientError(TypeError):
+    """A traced value reached a function (or argument) that has no VJP rule."""
+
+
+_trace_ids = itertools.count(1)
+
+
+def new_trace() -> int:
+    """A fresh trace id, larger than every id handed out before (inner traces are newer)."""
+    return next(_trace_ids)
+
+
+class Node:
+    """One recorded primitive application: what the backward pass needs to reach its inputs.
+
+    `args`, `kwargs` and `ans` are the residuals handed to the VJP rules; the backward pass drops
+    them as soon as the node has been processed (unless the caller will run it again).
+    """
+
+    __slots__ = ("prim", "args", "kwargs", "ans", "argnums", "parents")
+
+    def __init__(self, prim, args, kwargs, ans, argnums, parents):
+        self.prim = prim
+        self.args = args
+        self.kwargs = kwargs
+        self.ans = ans
+        self.argnums = argnums
+        self.parents = parents
+
+
+class Box:
+    """A value being differentiated: the array (or scalar) inside, its trace id and its node.
+
+    Arithmetic, indexing and the NumPy protocols are attached by `fnn.numpy` (see
+    `fnn/numpy/box_methods.py`), so a Box behaves like the array it carries.
+    """
+
+    __slots__ = ("_value", "_trace", "_node")
+    __array_priority__ = 1000.0
+
+    def __init__(self, value: Any, trace: int, node: Node):
+        self._value = value
+        self._trace = trace
+        self._node = node
+
+    def __repr__(self) -> str:
+        return f"Traced<{self._value!r}, trace={self._trace}>"
+
+    __hash__ = object.__hash__
+
+    @property
+    def shape(self) -> tuple:
+        return getattr(self._value, "shape", ())
+
+    @property
+    def dtype(self) -> Any:
+        dtype = getattr(self._value, "dtype", None)
+        if dtype is None:
+            import numpy as np  # noqa: PLC0415
+
+            dtype = np.result_type(self._value)
+        return dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def size(self) -> int:
+        n = 1
+        for d in self.shape:
+            n *= d
+        return n
+
+
+def is_traced(x: Any) -> bool:
+    """True if `x` is a value being differentiated by some enclosing transform."""
+    return type(x) is Box
+
+
+def strip(x: Any) -> Any:
+    """The plain array inside `x`, with the boxes of every trace removed."""
+    while type(x) is Box:
+        x = x._value
+    return x
+
+
+def _is_differentiable(value: Any) -> bool:
+    """Only floating (and complex) values carry gradients; integers and booleans do not."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None:
+        return dtype.kind in "fc"
+    return isinstance(value, (float, complex))
+
+
+_MISSING = object()
+
+
+class Primitive:
+    """A function with VJP rules, callable on plain arrays and on traced values alike.
+
+    `vjps[i]` is the rule for positional argument i: `rule(g, ans, *args, **kwargs)` returns the
+    cotangent for that argument given the output cotangent `g`. A rule may return a cotangent of
+    the broadcast shape: the backward pass sums it down to the argument's shape and casts it to the
+    argument's dtype in one central place. `vjps[i] = None` marks the argument as not
+    differentiable (a traced value there is used as a constant).
+    """
+
+    def __init__(self, fun: Callable, name: str | None = None, multiple_results: bool = False):
+        self.fun = fun
+        self.name = name or getattr(fun, "__qualname__", None) or getattr(fun, "__name__", repr(fun))
+        self.vjps: dict[int, Callable | None] = {}
+        self.argnum_rule: Callable | None = None
+        self.multiple_results = multiple_results
+        self.__doc__ = getattr(fun, "__doc__", None)
+        self.__wrapped__ = fun
+
+    def __repr__(self) -> str:
+        return f"<fnn primitive {self.name}>"
+
+    def __get__(self, obj: Any, objtype: Any = None) -> Any:
+        """Bind like a function, so a primitive can serve as a method (`Box.__add__`)."""
+        return self if obj is None else types.MethodType(self, obj)
+
+    def __call__(self, *args, **kwargs):
+        top = 0
+        for a in args:
+            if type(a) is Box and a._trace > top:
+                top = a._trace
+        if not top:
+            return self.fun(*args, **kwargs)
+        return _bind(self, top, args, kwargs)
+
+    def rule_for(self, argnum: int) -> Any:
+        """The VJP rule for `argnum`, None if declared non-differentiable, _MISSING if unknown."""
+        rule = self.vjps.get(argnum, _MISSING)
+        if rule is _MISSING and self.argnum_rule is not None:
+            return self.argnum_rule
+        return rule
+
+    def backward(self, node: Node, g: Any) -> list:
+        """Cotangents for each of `node.argnums`, in order."""
+        ans, args, kwargs = node.ans, node.args, node.kwargs
+        if self.multiple_results:
+            g = g.to_tuple(ans)
+        out = []
+        vjps = self.vjps
+        for i in node.argnums:
+            rule = vjps.get(i)
+            if rule is None:  # variadic primitive: one rule that takes the position
+                out.append(self.argnum_rule(i, g, ans, *args, **kwargs))
+            else:
+                out.append(rule(g, ans, *args, **kwargs))
+        return out
+
+
+def _bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
+    """Apply `prim` to arguments some of which are boxes of trace `top`, and record the node."""
+    unboxed = list(args)
+    argnums = []
+    parents = []
+    for i, a in enumerate(args):
+        if type(a) is Box and a._trace == top:
+            unboxed[i] = a._value
+            rule = prim.rule_for(i)
+            if rule is None:
+                continue
+            if rule is _MISSING:
+                raise NoGradientError(
+                    f"no gradient rule (VJP) for argument {i} of {prim.name}: a traced value reached "
+                    f"it. Register one with fnn.defvjp({prim.name}, ...), or wrap the argument in "
+                    "fnn.stop_gradient if no gradient should flow there."
+                )
+            argnums.append(i)
+            parents.append(a._node)
+    ans = prim(*unboxed, **kwargs)
+    if not argnums:
+        return ans
+    if prim.multiple_results:
+        node = Node(prim, unboxed, kwargs, ans, argnums, parents)
+        return box_results(ans, top, node)
+    if not _is_differentiable(ans):
+        return ans
+    return Box(ans, top, Node(prim, unboxed, kwargs, ans, argnums, parents))
+
+
+# ---------------------------------------------------------------------------------------------
+# Several results from one node: each result gets a small "select" node whose cotangent is a
+# `Parts` (index -> cotangent); the parts of all results meet at the shared node.
+
+
+class Parts(dict):
+    """Cotangents for some of a node's several results, keyed by result index."""
+
+    __slots__ = ()
+
+    def merged(self, other: "Parts") -> "Parts":
+        out = Parts(self)
+        for k, v in other.items():
+            out[k] = v if k not in out else out[k] + v
+        return out
+
+    def to_tuple(self, results: tuple) -> tuple:
+        """One cotangent per result, zeros where none arrived."""
+        from fnn.autodiff.backward import zeros_like_value  # noqa: PLC0415 (sibling module)
+
+        return tuple(self[i] if i in self else zeros_like_value(r) for i, r in enumerate(results))
+
+
+class _Select:
+    """The pseudo-primitive of result `index` of a several-result node."""
+
+    __slots__ = ("name",)
+    multiple_results = False
+
+    def __init__(self):
+        self.name = "select"
+
+    def backward(self, node: Node, g: Any) -> list:
+        return [Parts({node.kwargs: g})]
+
+
+_SELECT = _Select()
+
+
+def box_results(results, top: int, node: Node) -> tuple:
+    """Box each differentiable result of a several-result node, tied to `node` by a select node."""
+    out = []
+    for i, r in enumerate(results):
+        if _is_differentiable(r):
+            out.append(Box(r, top, Node(_SELECT, (), i, r, (0,), (node,))))
+        else:
+            out.append(r)
+    return tuple(out)
+
+
+def primitive(fun: Callable | None = None, *, name: str | None = None,
+              multiple_results: bool = False) -> Any:
+    """Make `fun` a primitive: a function whose gradient comes from rules given by `defvjp`.
+
+    Usable as a decorator. `fun` is called on plain arrays only; a primitive with
+    `multiple_results=True` returns a tuple of arrays.
+    """
+    if fun is None:
+        return lambda f: primitive(f, name=name, multiple_results=multiple_results)
+    return Primitive(fun, name=name, multiple_results=multiple_results)
+
+
+def defvjp(prim: Primitive, *rules: Callable | None, argnums: tuple[int, ...] | None = None) -> None:
+    """Register VJP rules for `prim`, one per positional argument (or for `argnums`).
+
+    Each rule is `rule(g, ans, *args, **kwargs) -> cotangent of that argument`, written with
+    `fnn.numpy` so that it can itself be differentiated (higher-order derivatives). Pass None for
+    an argument that has no gradient.
+    """
+    if not isinstance(prim, Primitive):
+        raise TypeError(f"defvjp expects a primitive made by fnn.primitive, got {prim!r}")
+    positions = range(len(rules)) if argnums is None else argnums
+    if len(positions) != len(rules):
+        raise ValueError(f"defvjp({prim.name}): {len(rules)} rules for argnums {tuple(positions)}")
+    for i, rule in zip(positions, rules):
+        prim.vjps[i] = rule
+
+
+def defvjp_argnum(prim: Primitive, rule: Callable) -> None:
+    """Register one rule for every argument: `rule(argnum, g, ans, *args, **kwargs)`.
+
+    For variadic primitives such as concatenate and stack.
+    """
+    prim.argnum_rule = rule

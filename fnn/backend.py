@@ -1,0 +1,127 @@
+"""The one place that decides which array module (NumPy or CuPy) serves an array.
+
+Everything else in fnn asks this module instead of importing CuPy: CuPy is imported lazily, only
+when a CuPy array is actually seen or a device transfer is asked for, so `import fnn` stays light
+and works on machines without CUDA.
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "get_array_module",
+    "is_cupy_array",
+    "cupy_available",
+    "device_of",
+    "check_same_backend",
+    "to_numpy",
+    "to_cupy",
+    "to_device",
+    "MixedBackendError",
+]
+
+_cupy: types.ModuleType | None = None
+
+
+class MixedBackendError(TypeError):
+    """Raised when one operation is given arrays that live on different devices."""
+
+
+def _import_cupy() -> types.ModuleType:
+    global _cupy
+    if _cupy is None:
+        try:
+            import cupy  # noqa: PLC0415  (the only cupy import in fnn)
+        except ImportError as exc:  # pragma: no cover - depends on the machine
+            raise ImportError(
+                "CuPy is not installed; install fnn with the 'cuda' extra: pip install 'fnn[cuda]'"
+            ) from exc
+        _cupy = cupy
+    return _cupy
+
+
+def is_cupy_array(x: Any) -> bool:
+    """True for a CuPy ndarray, decided without importing CuPy."""
+    return type(x).__module__.startswith("cupy")
+
+
+def cupy_available() -> bool:
+    """True when CuPy imports and sees at least one GPU."""
+    try:
+        cp = _import_cupy()
+        return cp.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 - any failure means "no usable GPU"
+        return False
+
+
+def get_array_module(*arrays: Any) -> types.ModuleType:
+    """`numpy` or `cupy`, whichever serves these arrays; NumPy when none is a CuPy array.
+
+    Traced values are looked through to the array they carry.
+    """
+    found_cupy = False
+    found_numpy = False
+    for a in arrays:
+        a = getattr(a, "_value", a)
+        if is_cupy_array(a):
+            found_cupy = True
+        elif isinstance(a, np.ndarray):
+            found_numpy = True
+    if found_cupy and found_numpy:
+        raise MixedBackendError(
+            "arrays on different devices were mixed in one operation (NumPy and CuPy); "
+            "move them to one device first with fnn.backend.to_numpy / fnn.backend.to_cupy"
+        )
+    return _import_cupy() if found_cupy else np
+
+
+def device_of(x: Any) -> str:
+    """'cpu' for NumPy arrays and Python scalars, 'gpu' for CuPy arrays."""
+    return "gpu" if is_cupy_array(getattr(x, "_value", x)) else "cpu"
+
+
+def check_same_backend(arrays: Any, where: str) -> None:
+    """Raise MixedBackendError naming `where` if `arrays` mix NumPy and CuPy arrays."""
+    try:
+        get_array_module(*arrays)
+    except MixedBackendError as exc:
+        devices = [device_of(a) for a in arrays]
+        raise MixedBackendError(f"{where}: {exc} (argument devices: {devices})") from None
+
+
+def _map_leaves(fn, tree: Any) -> Any:
+    from fnn import tree as tree_util  # noqa: PLC0415  (tree sits beside backend, not above it)
+
+    return tree_util.map(fn, tree)
+
+
+def to_numpy(tree: Any) -> Any:
+    """Copy every CuPy array in a pytree to host memory; other leaves are left as they are."""
+
+    def move(x: Any) -> Any:
+        return x.get() if is_cupy_array(x) else x
+
+    return _map_leaves(move, tree)
+
+
+def to_cupy(tree: Any) -> Any:
+    """Copy every NumPy array in a pytree to the current GPU; other leaves are left as they are."""
+    cp = _import_cupy()
+
+    def move(x: Any) -> Any:
+        return cp.asarray(x) if isinstance(x, np.ndarray) else x
+
+    return _map_leaves(move, tree)
+
+
+def to_device(tree: Any, device: str) -> Any:
+    """Move a pytree's arrays to 'cpu' (NumPy) or 'gpu' (CuPy)."""
+    if device == "cpu":
+        return to_numpy(tree)
+    if device in ("gpu", "cuda"):
+        return to_cupy(tree)
+    raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'gpu'")

@@ -1,0 +1,121 @@
+"""Indexing: `x[idx]` and its functional updates (`x.at[idx].set(v)`, `.add(v)`, `.multiply(v)`).
+
+Traced arrays are immutable, so `x[idx] = v` is refused with a pointer to `.at`. Getting and
+scatter-adding are each other's VJP, which keeps every indexing rule differentiable again.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from fnn.autodiff.tracer import Box
+from fnn.numpy._wrapping import prim
+
+_BASIC_TYPES = (int, slice, type(None), type(Ellipsis), np.integer)
+
+
+def is_basic_index(idx: Any) -> bool:
+    """True when `idx` uses only ints, slices, None and Ellipsis (so it selects no element twice)."""
+    if isinstance(idx, tuple):
+        return all(isinstance(i, _BASIC_TYPES) for i in idx)
+    return isinstance(idx, _BASIC_TYPES)
+
+
+def _getitem(x, idx):
+    return x[idx]
+
+
+def _index_add(x, idx, v):
+    out = x.copy()
+    if is_basic_index(idx):
+        out[idx] += v
+    else:
+        np.add.at(out, idx, v)
+    return out
+
+
+def _index_set(x, idx, v):
+    out = x.copy()
+    out[idx] = v
+    return out
+
+
+def _index_multiply(x, idx, v):
+    out = x.copy()
+    if is_basic_index(idx):
+        out[idx] *= v
+    else:
+        np.multiply.at(out, idx, v)
+    return out
+
+
+getitem = prim(_getitem, name="getitem")
+index_add = prim(_index_add, name="index_add")
+index_set = prim(_index_set, name="index_set")
+index_multiply = prim(_index_multiply, name="index_multiply")
+
+
+class _IndexedRef:
+    """`x.at[idx]`: the functional updates of the elements of `x` selected by `idx`."""
+
+    __slots__ = ("x", "idx")
+
+    def __init__(self, x: Any, idx: Any):
+        self.x, self.idx = x, idx
+
+    def get(self) -> Any:
+        """x[idx]."""
+        return getitem(self.x, self.idx)
+
+    def set(self, v: Any) -> Any:
+        """A copy of x with x[idx] = v."""
+        return index_set(self.x, self.idx, v)
+
+    def add(self, v: Any) -> Any:
+        """A copy of x with v added at idx (repeated indices add up)."""
+        return index_add(self.x, self.idx, v)
+
+    def multiply(self, v: Any) -> Any:
+        """A copy of x with x[idx] multiplied by v."""
+        return index_multiply(self.x, self.idx, v)
+
+
+class at:  # noqa: N801 (reads as fnp.at(x)[idx].set(v))
+    """Functional updates for any array, traced or not: `fnp.at(x)[idx].set(v)`.
+
+    Traced values also offer the same as `x.at[idx].set(v)`, as in JAX.
+    """
+
+    __slots__ = ("x",)
+
+    def __init__(self, x: Any):
+        self.x = x
+
+    def __getitem__(self, idx: Any) -> _IndexedRef:
+        return _IndexedRef(self.x, _canonical_index(idx))
+
+
+def _canonical_index(idx: Any) -> Any:
+    """Lists used as indices become arrays (NumPy's meaning), so an index is hashable-free and fixed."""
+    if isinstance(idx, list):
+        return np.asarray(idx)
+    if isinstance(idx, tuple):
+        return tuple(np.asarray(i) if isinstance(i, list) else i for i in idx)
+    return idx
+
+
+def setitem_error(x: Any, idx: Any, v: Any) -> None:
+    raise TypeError(
+        "fnn: traced arrays are immutable, so `x[idx] = v` cannot be differentiated. Use the "
+        "functional update `x = x.at[idx].set(v)` (or `.add(v)`), or `fnp.at(x)[idx].set(v)` "
+        "which also works on plain arrays."
+    )
+
+
+def index(x: Any, idx: Any) -> Any:
+    """x[idx] for traced values; booleans and lists are taken as NumPy takes them."""
+    if type(idx) is Box or (isinstance(idx, tuple) and any(type(i) is Box for i in idx)):
+        raise TypeError("fnn: an index cannot be a traced (floating-point) value")
+    return getitem(x, _canonical_index(idx))

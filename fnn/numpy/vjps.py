@@ -1,0 +1,360 @@
+"""The VJP rule table of fnn.numpy: one `defvjp` line per primitive.
+
+A rule is `rule(g, ans, *args, **kwargs)`: the output cotangent `g`, the primal output `ans`, and
+the primal arguments exactly as the primitive was called. It returns the cotangent of one argument.
+Rules may return a cotangent of the broadcast shape, or of a wider dtype: the backward pass sums
+and casts it to the argument's shape and dtype in one place. Rules are written with fnn.numpy
+(operators included), so they can be differentiated again.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from fnn.autodiff.backward import shape_of
+from fnn.autodiff.tracer import defvjp, defvjp_argnum, strip
+from fnn.numpy import contractions as C
+from fnn.numpy import elementwise as E
+from fnn.numpy import indexing as I
+from fnn.numpy import linalg as L
+from fnn.numpy import reductions as R
+from fnn.numpy import shape as S
+from fnn.numpy.elementwise import cos, exp, exp2, safe_divide, sin, sinh, cosh, sqrt, where
+from fnn.numpy.helpers import floor_divide, sign, trunc
+
+LN2, LN10 = math.log(2.0), math.log(10.0)
+
+
+# --- helpers for reductions -----------------------------------------------------------------------
+
+def _axes(axis, ndim):
+    """A reduction's axes as a sorted tuple of non-negative ints."""
+    if axis is None:
+        return tuple(range(ndim))
+    if isinstance(axis, (int, np.integer)):
+        axis = (axis,)
+    return tuple(sorted(int(a) % ndim for a in axis))
+
+
+def _expand(g, x, axis, keepdims):
+    """Broadcast a reduction's cotangent (or output) back to the shape of its input `x`."""
+    x_shape = shape_of(x)
+    if not keepdims and axis is not None:
+        kept = list(x_shape)
+        for a in _axes(axis, len(x_shape)):
+            kept[a] = 1
+        g = S.reshape(g, tuple(kept))
+    return S.broadcast_to(g, x_shape)
+
+
+def _count(x, axis):
+    """How many elements each output of a reduction over `axis` summarises."""
+    x_shape = shape_of(x)
+    n = 1
+    for a in _axes(axis, len(x_shape)):
+        n *= x_shape[a]
+    return n
+
+
+def _swap(m):
+    return S.swapaxes(m, -1, -2)
+
+
+# --- elementwise ----------------------------------------------------------------------------------
+
+defvjp(E.add, lambda g, ans, x, y: g, lambda g, ans, x, y: g)
+defvjp(E.subtract, lambda g, ans, x, y: g, lambda g, ans, x, y: -g)
+defvjp(E.multiply, lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x)
+defvjp(E.divide, lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y)
+defvjp(E.negative, lambda g, ans, x: -g)
+defvjp(E.positive, lambda g, ans, x: g)
+def _power_base(g, ans, x, y):
+    """y * x**(y-1), taken as 0 where y == 0 (even at x == 0)."""
+    if np.ndim(strip(y)) == 0:
+        return g * 0.0 if strip(y) == 0 else g * y * x ** (y - 1)
+    return where(strip(y) == 0, 0.0, g * y * x ** (y - 1))
+
+
+defvjp(E.power, _power_base, lambda g, ans, x, y: g * ans * E.log(where(x > 0, x, 1.0)))
+defvjp(E.float_power,
+       lambda g, ans, x, y: g * y * E.float_power(x, y - 1),
+       lambda g, ans, x, y: g * ans * E.log(where(x > 0, x, 1.0)))
+defvjp(E.reciprocal, lambda g, ans, x: -g * ans * ans)
+defvjp(E.square, lambda g, ans, x: g * x * 2.0)
+defvjp(E.sqrt, lambda g, ans, x: safe_divide(g * 0.5, ans))
+defvjp(E.cbrt, lambda g, ans, x: safe_divide(g, ans * ans * 3.0))
+defvjp(E.absolute, lambda g, ans, x: g * sign(x))
+defvjp(E.mod, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * floor_divide(x, y))
+defvjp(E.fmod, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * trunc(strip(x) / strip(y)))
+
+defvjp(E.exp, lambda g, ans, x: g * ans)
+defvjp(E.exp2, lambda g, ans, x: g * ans * LN2)
+defvjp(E.expm1, lambda g, ans, x: g * (ans + 1.0))
+defvjp(E.log, lambda g, ans, x: safe_divide(g, x))
+defvjp(E.log2, lambda g, ans, x: safe_divide(g, x * LN2))
+defvjp(E.log10, lambda g, ans, x: safe_divide(g, x * LN10))
+defvjp(E.log1p, lambda g, ans, x: safe_divide(g, x + 1.0))
+defvjp(E.logaddexp, lambda g, ans, x, y: g * exp(x - ans), lambda g, ans, x, y: g * exp(y - ans))
+defvjp(E.logaddexp2, lambda g, ans, x, y: g * exp2(x - ans), lambda g, ans, x, y: g * exp2(y - ans))
+
+defvjp(E.sin, lambda g, ans, x: g * cos(x))
+defvjp(E.cos, lambda g, ans, x: -g * sin(x))
+defvjp(E.tan, lambda g, ans, x: g * (ans * ans + 1.0))
+defvjp(E.arcsin, lambda g, ans, x: g / sqrt(1.0 - x * x))
+defvjp(E.arccos, lambda g, ans, x: -g / sqrt(1.0 - x * x))
+defvjp(E.arctan, lambda g, ans, x: g / (x * x + 1.0))
+defvjp(E.arctan2,
+       lambda g, ans, y, x: g * x / (x * x + y * y),
+       lambda g, ans, y, x: -g * y / (x * x + y * y))
+defvjp(E.hypot, lambda g, ans, x, y: safe_divide(g * x, ans), lambda g, ans, x, y: safe_divide(g * y, ans))
+defvjp(E.sinh, lambda g, ans, x: g * cosh(x))
+defvjp(E.cosh, lambda g, ans, x: g * sinh(x))
+defvjp(E.tanh, lambda g, ans, x: g * (1.0 - ans * ans))
+defvjp(E.arcsinh, lambda g, ans, x: g / sqrt(x * x + 1.0))
+defvjp(E.arccosh, lambda g, ans, x: g / sqrt(x * x - 1.0))
+defvjp(E.arctanh, lambda g, ans, x: g / (1.0 - x * x))
+
+
+def _pick(mine, other, g, ans):
+    """Cotangent of the argument that produced `ans`; ties share it equally."""
+    mine_won = strip(mine) == strip(ans)
+    tie = np.logical_and(mine_won, strip(other) == strip(ans))
+    return where(mine_won, where(tie, g * 0.5, g), 0.0)
+
+
+for _select in (E.maximum, E.minimum, E.fmax, E.fmin):
+    defvjp(_select, lambda g, ans, x, y: _pick(x, y, g, ans), lambda g, ans, x, y: _pick(y, x, g, ans))
+
+defvjp(E.clip,
+       lambda g, ans, a, a_min=None, a_max=None: where(strip(a) == strip(ans), g, 0.0),
+       lambda g, ans, a, a_min=None, a_max=None: where(strip(a) < strip(a_min), g, 0.0),
+       lambda g, ans, a, a_min=None, a_max=None: where(strip(a) > strip(a_max), g, 0.0))
+defvjp(E._where3,
+       None,
+       lambda g, ans, c, x, y: where(c, g, 0.0),
+       lambda g, ans, c, x, y: where(c, 0.0, g))
+defvjp(safe_divide,
+       lambda h, ans, g, d: safe_divide(h, d),
+       lambda h, ans, g, d: -safe_divide(h * g, d * d))
+
+
+# --- reductions -----------------------------------------------------------------------------------
+
+def _mean_rule(g, ans, a, axis=None, dtype=None, out=None, keepdims=False):
+    return _expand(g, a, axis, keepdims) / _count(a, axis)
+
+
+def _extremum_rule(g, ans, a, axis=None, out=None, keepdims=False):
+    winners = strip(a) == strip(_expand(strip(ans), strip(a), axis, keepdims))
+    count = np.sum(winners, axis=axis, keepdims=True).astype(strip(a).dtype)
+    return where(winners, _expand(g, a, axis, keepdims) / count, 0.0)
+
+
+def _var_rule(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
+    centred = a - R.mean(a, axis=axis, keepdims=True)
+    return _expand(g, a, axis, keepdims) * centred * (2.0 / (_count(a, axis) - ddof))
+
+
+def _prod_rule(g, ans, a, axis=None, dtype=None, out=None, keepdims=False):
+    """Product of all *other* elements, from exclusive cumulative products (exact with zeros)."""
+    nd = len(shape_of(a))
+    axes = _axes(axis, nd)
+    rest = [d for d in range(nd) if d not in axes]
+    moved = S.transpose(a, tuple(rest + list(axes)))
+    moved_shape = shape_of(moved)
+    flat = S.reshape(moved, moved_shape[:len(rest)] + (-1,))
+    ones = np.ones_like(strip(flat)[..., :1])
+    left = R.cumprod(S.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
+    right = S.flip(R.cumprod(S.flip(S.concatenate([flat[..., 1:], ones], axis=-1), -1), axis=-1), -1)
+    others = S.transpose(S.reshape(left * right, moved_shape), tuple(np.argsort(rest + list(axes))))
+    return _expand(g, a, axis, keepdims) * others
+
+
+def _reverse_cumsum(g, axis):
+    return S.flip(R.cumsum(S.flip(g, axis), axis=axis), axis)
+
+
+def _cumsum_rule(g, ans, a, axis=None, dtype=None, out=None):
+    if axis is None:
+        return S.reshape(_reverse_cumsum(g, 0), shape_of(a))
+    return _reverse_cumsum(g, axis)
+
+
+def _cumprod_rule(g, ans, a, axis=None, dtype=None, out=None):
+    if axis is None:
+        return S.reshape(_reverse_cumsum(g * ans, 0), shape_of(a)) / a
+    return _reverse_cumsum(g * ans, axis) / a
+
+
+defvjp(R.sum, lambda g, ans, a, axis=None, dtype=None, out=None, keepdims=False: _expand(g, a, axis, keepdims))
+defvjp(R.mean, _mean_rule)
+defvjp(R.max, _extremum_rule)
+defvjp(R.min, _extremum_rule)
+defvjp(R.var, _var_rule)
+defvjp(R.prod, _prod_rule)
+defvjp(R.cumsum, _cumsum_rule)
+defvjp(R.cumprod, _cumprod_rule)
+defvjp(R.logsumexp, lambda g, ans, a, axis=None, keepdims=False:
+       _expand(g, a, axis, keepdims) * exp(a - _expand(ans, a, axis, keepdims)))
+
+
+# --- shape ----------------------------------------------------------------------------------------
+
+def _concatenate_rule(argnum, g, ans, axis, *arrays):
+    axis = axis % len(shape_of(ans))
+    start = sum(shape_of(arrays[j])[axis] for j in range(argnum - 1))
+    stop = start + shape_of(arrays[argnum - 1])[axis]
+    return I.getitem(g, (slice(None),) * axis + (slice(start, stop),))
+
+
+def _stack_rule(argnum, g, ans, axis, *arrays):
+    axis = axis % len(shape_of(ans))
+    return I.getitem(g, (slice(None),) * axis + (argnum - 1,))
+
+
+def _pad_rule(g, ans, array, pad_width, constant_values=0):
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=int).reshape(-1, 2) if np.ndim(pad_width) else
+                             np.asarray(pad_width), (len(shape_of(array)), 2))
+    return I.getitem(g, tuple(slice(int(b), int(b) + n) for (b, _), n in zip(widths, shape_of(array))))
+
+
+def _pad_value_rule(g, ans, array, pad_width, constant_values=0):
+    return R.sum(g) - R.sum(_pad_rule(g, ans, array, pad_width))
+
+
+def _transpose_rule(g, ans, a, axes=None):
+    return S.transpose(g, None if axes is None else tuple(np.argsort(axes)))
+
+
+defvjp(S._reshape_p, lambda g, ans, a, shape, order="C": S.reshape(g, shape_of(a), order))
+defvjp(S.transpose, _transpose_rule)
+defvjp_argnum(S._concatenate_p, _concatenate_rule)
+defvjp_argnum(S._stack_p, _stack_rule)
+defvjp(S.pad_constant, _pad_rule, None, _pad_value_rule)
+
+
+# --- indexing -------------------------------------------------------------------------------------
+
+def _scatter_into_zeros(g, x, idx):
+    return I.index_add(np.zeros_like(strip(x)), idx, g)
+
+
+defvjp(I.getitem, lambda g, ans, x, idx: _scatter_into_zeros(g, x, idx), None)
+defvjp(I.index_add, lambda g, ans, x, idx, v: g, None, lambda g, ans, x, idx, v: I.getitem(g, idx))
+defvjp(I.index_set, lambda g, ans, x, idx, v: I.index_set(g, idx, 0.0), None,
+       lambda g, ans, x, idx, v: I.getitem(g, idx))
+defvjp(I.index_multiply, lambda g, ans, x, idx, v: I.index_multiply(g, idx, v), None,
+       lambda g, ans, x, idx, v: I.getitem(g, idx) * I.getitem(x, idx))
+
+
+# --- products and contractions --------------------------------------------------------------------
+
+def _dot_a(g, ans, a, b):
+    if np.ndim(strip(a)) == 0 or np.ndim(strip(b)) == 0:
+        return g * b
+    nb = len(shape_of(b))
+    b_free = [] if nb == 1 else [ax for ax in range(nb) if ax != nb - 2]
+    g_nd = len(shape_of(g))
+    return C.tensordot(g, b, (list(range(g_nd - len(b_free), g_nd)), b_free))
+
+
+def _dot_b(g, ans, a, b):
+    if np.ndim(strip(a)) == 0 or np.ndim(strip(b)) == 0:
+        return g * a
+    a_free = list(range(len(shape_of(a)) - 1))
+    r = C.tensordot(a, g, (a_free, a_free))
+    nb = len(shape_of(b))
+    return S.moveaxis(r, 0, nb - 2) if nb >= 2 else r
+
+
+def _matmul_a(g, ans, a, b):
+    if len(shape_of(b)) == 1:
+        return g * b if len(shape_of(a)) == 1 else S.expand_dims(g, -1) * b
+    if len(shape_of(a)) == 1:
+        return S.squeeze(C.matmul(b, S.expand_dims(g, -1)), -1)
+    return C.matmul(g, _swap(b))
+
+
+def _matmul_b(g, ans, a, b):
+    if len(shape_of(a)) == 1:
+        return g * a if len(shape_of(b)) == 1 else S.expand_dims(a, -1) * S.expand_dims(g, -2)
+    if len(shape_of(b)) == 1:
+        return S.squeeze(C.matmul(_swap(a), S.expand_dims(g, -1)), -1)
+    return C.matmul(_swap(a), g)
+
+
+def _tensordot_a(g, ans, a, b, axes=2):
+    na, nb = len(shape_of(a)), len(shape_of(b))
+    a_axes, b_axes = C.normalize_tensordot_axes(axes, na, nb)
+    a_free = [i for i in range(na) if i not in a_axes]
+    b_free = [i for i in range(nb) if i not in b_axes]
+    r = C.tensordot(g, b, (list(range(len(a_free), len(a_free) + len(b_free))), b_free))
+    labels = a_free + [a_axes[b_axes.index(bx)] for bx in sorted(b_axes)]
+    return S.transpose(r, tuple(int(i) for i in np.argsort(labels)))
+
+
+def _tensordot_b(g, ans, a, b, axes=2):
+    na, nb = len(shape_of(a)), len(shape_of(b))
+    a_axes, b_axes = C.normalize_tensordot_axes(axes, na, nb)
+    a_free = [i for i in range(na) if i not in a_axes]
+    b_free = [i for i in range(nb) if i not in b_axes]
+    r = C.tensordot(a, g, (a_free, list(range(len(a_free)))))
+    labels = [b_axes[a_axes.index(ax)] for ax in sorted(a_axes)] + b_free
+    return S.transpose(r, tuple(int(i) for i in np.argsort(labels)))
+
+
+def _einsum_rule(argnum, g, ans, subscripts, *operands, optimize=False):
+    k = argnum - 1
+    inputs, out = C.explicit_einsum(subscripts, [shape_of(op) for op in operands])
+    target = inputs[k]
+    others = [inputs[j] for j in range(len(operands)) if j != k]
+    available = set(out).union(*others)
+    kept = "".join(c for c in target if c in available)
+    spec = ",".join([out] + others) + "->" + kept
+    r = C.einsum(spec, g, *[operands[j] for j in range(len(operands)) if j != k], optimize=optimize)
+    if kept != target:
+        r_shape = dict(zip(kept, shape_of(r)))
+        x_shape = shape_of(operands[k])
+        r = S.reshape(r, tuple(r_shape.get(c, 1) for c in target))
+        r = S.broadcast_to(r, tuple(r_shape.get(c, n) for c, n in zip(target, x_shape)))
+    return r
+
+
+defvjp(C.dot, _dot_a, _dot_b)
+defvjp(C.matmul, _matmul_a, _matmul_b)
+defvjp(C.tensordot, _tensordot_a, _tensordot_b)
+defvjp_argnum(C._einsum_p, _einsum_rule)
+
+
+# --- linear algebra -------------------------------------------------------------------------------
+
+def _solve_b(g, ans, a, b):
+    if len(shape_of(b)) == 1:
+        return S.squeeze(L.solve(_swap(a), S.expand_dims(g, -1)), -1)
+    return L.solve(_swap(a), g)
+
+
+def _solve_a(g, ans, a, b):
+    gb = _solve_b(g, ans, a, b)
+    if len(shape_of(b)) == 1:
+        return -S.expand_dims(gb, -1) * S.expand_dims(ans, -2)
+    return -C.matmul(gb, _swap(ans))
+
+
+def _det_rule(g, ans, a):
+    return S.expand_dims(S.expand_dims(g * ans, -1), -1) * _swap(L.inv(a))
+
+
+def _slogdet_rule(g, ans, a):
+    g_logdet = g[1]
+    return S.expand_dims(S.expand_dims(g_logdet, -1), -1) * _swap(L.inv(a))
+
+
+defvjp(L.norm2, lambda g, ans, x, axis=None, keepdims=False:
+       safe_divide(_expand(g, x, axis, keepdims) * x, _expand(ans, x, axis, keepdims)))
+defvjp(L.inv, lambda g, ans, a: -C.matmul(C.matmul(_swap(ans), g), _swap(ans)))
+defvjp(L.det, _det_rule)
+defvjp(L.slogdet, _slogdet_rule)
+defvjp(L.solve, _solve_a, _solve_b)
