@@ -1,0 +1,1 @@
+"""Runnable example programs for fnn: `python -m fnn_examples.NAME`."""
