@@ -375,3 +375,21 @@ def test_checkpoint_inside_nested_grad():
     f = fnn.checkpoint(lambda x: fnp.sin(x) * x)
     second = fnn.grad(fnn.grad(f))(0.4)
     assert second == pytest.approx(2 * np.cos(0.4) - 0.4 * np.sin(0.4))
+
+
+def test_tape_keeps_only_what_rules_need():
+    # x @ w feeds only an addition, whose rule needs no values: the product is not kept.
+    def layer(x, w, b):
+        product = x @ w
+        ref = weakref.ref(strip(product))
+        return fnp.sum(fnp.tanh(product + b)), ref
+
+    rng = np.random.default_rng(0)
+    x, w, b = rng.standard_normal((4, 3)), rng.standard_normal((3, 5)), rng.standard_normal(5)
+    _, vjp_fn, ref = fnn.vjp(layer, x, w, b, has_aux=True)
+    gc.collect()
+    assert ref() is None
+    gx, gw, gb = vjp_fn(1.0)
+    t = 1 - np.tanh(x @ w + b) ** 2
+    np.testing.assert_allclose(gw, x.T @ t)
+    np.testing.assert_allclose(gb, t.sum(0))

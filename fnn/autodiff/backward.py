@@ -73,10 +73,11 @@ def add_cotangents(a: Any, b: Any) -> Any:
     return a + b
 
 
-defvjp(broadcast_to, lambda g, ans, x, shape: g)
-defvjp(sum_to_shape, lambda g, ans, x, shape: broadcast_to(g, shape_of(x)))
-defvjp(cast, lambda g, ans, x, dtype: g)
-defvjp(add_cotangents, lambda g, ans, a, b: g, lambda g, ans, a, b: g)
+# These rules read only shapes, so the tape keeps no array for them.
+defvjp(broadcast_to, lambda g, ans, x, shape: g, uses_args=False, uses_ans=False)
+defvjp(sum_to_shape, lambda g, ans, x, shape: broadcast_to(g, shape_of(x)), uses_args=False, uses_ans=False)
+defvjp(cast, lambda g, ans, x, dtype: g, uses_args=False, uses_ans=False)
+defvjp(add_cotangents, lambda g, ans, a, b: g, lambda g, ans, a, b: g, uses_args=False, uses_ans=False)
 
 
 def fit_to(g: Any, x: Any) -> Any:

@@ -61,6 +61,33 @@ class Node:
         self.parents = parents
 
 
+class ArgSpec:
+    """Stands in a node for an argument whose value the rules do not need: its shape and dtype,
+    which are all the backward pass needs to fit a cotangent to it."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(self, shape: tuple, dtype: Any):
+        self.shape = shape
+        self.dtype = dtype
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    def __repr__(self) -> str:
+        return f"ArgSpec(shape={self.shape}, dtype={self.dtype})"
+
+
+def _specs(args: list) -> list:
+    """Replace array arguments by their ArgSpec (Python scalars and options stay as they are)."""
+    out = []
+    for a in args:
+        dtype = getattr(a, "dtype", None)
+        out.append(a if dtype is None else ArgSpec(a.shape, dtype))
+    return out
+
+
 class Box:
     """A value being differentiated: the array (or scalar) inside, its trace id and its node.
 
@@ -145,6 +172,8 @@ class Primitive:
         self.vjps: dict[int, Callable | None] = {}
         self.argnum_rule: Callable | None = None
         self.multiple_results = multiple_results
+        self.saves_args = True  # False: the rules read only the arguments' shapes and dtypes
+        self.saves_ans = True  # False: the rules never read the output
         self.__doc__ = getattr(fun, "__doc__", None)
         self.__wrapped__ = fun
 
@@ -214,7 +243,8 @@ def _bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
         return box_results(ans, top, node)
     if not _is_differentiable(ans):
         return ans
-    return Box(ans, top, Node(prim, unboxed, kwargs, ans, argnums, parents))
+    return Box(ans, top, Node(prim, unboxed if prim.saves_args else _specs(unboxed), kwargs,
+                              ans if prim.saves_ans else None, argnums, parents))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -279,12 +309,17 @@ def primitive(fun: Callable | None = None, *, name: str | None = None,
     return Primitive(fun, name=name, multiple_results=multiple_results)
 
 
-def defvjp(prim: Primitive, *rules: Callable | None, argnums: tuple[int, ...] | None = None) -> None:
+def defvjp(prim: Primitive, *rules: Callable | None, argnums: tuple[int, ...] | None = None,
+           uses_args: bool = True, uses_ans: bool = True) -> None:
     """Register VJP rules for `prim`, one per positional argument (or for `argnums`).
 
     Each rule is `rule(g, ans, *args, **kwargs) -> cotangent of that argument`, written with
     `fnn.numpy` so that it can itself be differentiated (higher-order derivatives). Pass None for
     an argument that has no gradient.
+
+    `uses_args=False` says the rules read only the arguments' `.shape` / `.dtype` / `.ndim`, and
+    `uses_ans=False` that they never read `ans` (it is then None): the tape then keeps only that
+    much between the forward and the backward pass, so intermediates are freed early.
     """
     if not isinstance(prim, Primitive):
         raise TypeError(f"defvjp expects a primitive made by fnn.primitive, got {prim!r}")
@@ -293,11 +328,14 @@ def defvjp(prim: Primitive, *rules: Callable | None, argnums: tuple[int, ...] | 
         raise ValueError(f"defvjp({prim.name}): {len(rules)} rules for argnums {tuple(positions)}")
     for i, rule in zip(positions, rules):
         prim.vjps[i] = rule
+    prim.saves_args, prim.saves_ans = uses_args, uses_ans or prim.multiple_results
 
 
-def defvjp_argnum(prim: Primitive, rule: Callable) -> None:
+def defvjp_argnum(prim: Primitive, rule: Callable, uses_args: bool = True,
+                  uses_ans: bool = True) -> None:
     """Register one rule for every argument: `rule(argnum, g, ans, *args, **kwargs)`.
 
-    For variadic primitives such as concatenate and stack.
+    For variadic primitives such as concatenate and stack. `uses_args` / `uses_ans` as in defvjp.
     """
     prim.argnum_rule = rule
+    prim.saves_args, prim.saves_ans = uses_args, uses_ans or prim.multiple_results

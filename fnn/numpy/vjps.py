@@ -64,12 +64,12 @@ def _swap(m):
 
 # --- elementwise ----------------------------------------------------------------------------------
 
-defvjp(E.add, lambda g, ans, x, y: g, lambda g, ans, x, y: g)
-defvjp(E.subtract, lambda g, ans, x, y: g, lambda g, ans, x, y: -g)
-defvjp(E.multiply, lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x)
+defvjp(E.add, lambda g, ans, x, y: g, lambda g, ans, x, y: g, uses_args=False, uses_ans=False)
+defvjp(E.subtract, lambda g, ans, x, y: g, lambda g, ans, x, y: -g, uses_args=False, uses_ans=False)
+defvjp(E.multiply, lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x, uses_ans=False)
 defvjp(E.divide, lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y)
-defvjp(E.negative, lambda g, ans, x: -g)
-defvjp(E.positive, lambda g, ans, x: g)
+defvjp(E.negative, lambda g, ans, x: -g, uses_args=False, uses_ans=False)
+defvjp(E.positive, lambda g, ans, x: g, uses_args=False, uses_ans=False)
 def _power_base(g, ans, x, y):
     """y * x**(y-1), taken as 0 where y == 0 (even at x == 0)."""
     if np.ndim(strip(y)) == 0:
@@ -82,39 +82,39 @@ defvjp(E.float_power,
        lambda g, ans, x, y: g * y * E.float_power(x, y - 1),
        lambda g, ans, x, y: g * ans * E.log(where(x > 0, x, 1.0)))
 defvjp(E.reciprocal, lambda g, ans, x: -g * ans * ans)
-defvjp(E.square, lambda g, ans, x: g * x * 2.0)
+defvjp(E.square, lambda g, ans, x: g * x * 2.0, uses_ans=False)
 defvjp(E.sqrt, lambda g, ans, x: safe_divide(g * 0.5, ans))
 defvjp(E.cbrt, lambda g, ans, x: safe_divide(g, ans * ans * 3.0))
-defvjp(E.absolute, lambda g, ans, x: g * sign(x))
-defvjp(E.mod, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * floor_divide(x, y))
-defvjp(E.fmod, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * trunc(strip(x) / strip(y)))
+defvjp(E.absolute, lambda g, ans, x: g * sign(x), uses_ans=False)
+defvjp(E.mod, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * floor_divide(x, y), uses_ans=False)
+defvjp(E.fmod, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * trunc(strip(x) / strip(y)), uses_ans=False)
 
 defvjp(E.exp, lambda g, ans, x: g * ans)
 defvjp(E.exp2, lambda g, ans, x: g * ans * LN2)
 defvjp(E.expm1, lambda g, ans, x: g * (ans + 1.0))
-defvjp(E.log, lambda g, ans, x: safe_divide(g, x))
-defvjp(E.log2, lambda g, ans, x: safe_divide(g, x * LN2))
-defvjp(E.log10, lambda g, ans, x: safe_divide(g, x * LN10))
-defvjp(E.log1p, lambda g, ans, x: safe_divide(g, x + 1.0))
+defvjp(E.log, lambda g, ans, x: safe_divide(g, x), uses_ans=False)
+defvjp(E.log2, lambda g, ans, x: safe_divide(g, x * LN2), uses_ans=False)
+defvjp(E.log10, lambda g, ans, x: safe_divide(g, x * LN10), uses_ans=False)
+defvjp(E.log1p, lambda g, ans, x: safe_divide(g, x + 1.0), uses_ans=False)
 defvjp(E.logaddexp, lambda g, ans, x, y: g * exp(x - ans), lambda g, ans, x, y: g * exp(y - ans))
 defvjp(E.logaddexp2, lambda g, ans, x, y: g * exp2(x - ans), lambda g, ans, x, y: g * exp2(y - ans))
 
-defvjp(E.sin, lambda g, ans, x: g * cos(x))
-defvjp(E.cos, lambda g, ans, x: -g * sin(x))
+defvjp(E.sin, lambda g, ans, x: g * cos(x), uses_ans=False)
+defvjp(E.cos, lambda g, ans, x: -g * sin(x), uses_ans=False)
 defvjp(E.tan, lambda g, ans, x: g * (ans * ans + 1.0))
-defvjp(E.arcsin, lambda g, ans, x: g / sqrt(1.0 - x * x))
-defvjp(E.arccos, lambda g, ans, x: -g / sqrt(1.0 - x * x))
-defvjp(E.arctan, lambda g, ans, x: g / (x * x + 1.0))
+defvjp(E.arcsin, lambda g, ans, x: g / sqrt(1.0 - x * x), uses_ans=False)
+defvjp(E.arccos, lambda g, ans, x: -g / sqrt(1.0 - x * x), uses_ans=False)
+defvjp(E.arctan, lambda g, ans, x: g / (x * x + 1.0), uses_ans=False)
 defvjp(E.arctan2,
        lambda g, ans, y, x: g * x / (x * x + y * y),
-       lambda g, ans, y, x: -g * y / (x * x + y * y))
+       lambda g, ans, y, x: -g * y / (x * x + y * y), uses_ans=False)
 defvjp(E.hypot, lambda g, ans, x, y: safe_divide(g * x, ans), lambda g, ans, x, y: safe_divide(g * y, ans))
-defvjp(E.sinh, lambda g, ans, x: g * cosh(x))
-defvjp(E.cosh, lambda g, ans, x: g * sinh(x))
+defvjp(E.sinh, lambda g, ans, x: g * cosh(x), uses_ans=False)
+defvjp(E.cosh, lambda g, ans, x: g * sinh(x), uses_ans=False)
 defvjp(E.tanh, lambda g, ans, x: g * (1.0 - ans * ans))
-defvjp(E.arcsinh, lambda g, ans, x: g / sqrt(x * x + 1.0))
-defvjp(E.arccosh, lambda g, ans, x: g / sqrt(x * x - 1.0))
-defvjp(E.arctanh, lambda g, ans, x: g / (1.0 - x * x))
+defvjp(E.arcsinh, lambda g, ans, x: g / sqrt(x * x + 1.0), uses_ans=False)
+defvjp(E.arccosh, lambda g, ans, x: g / sqrt(x * x - 1.0), uses_ans=False)
+defvjp(E.arctanh, lambda g, ans, x: g / (1.0 - x * x), uses_ans=False)
 
 
 def _pick(mine, other, g, ans):
@@ -134,10 +134,10 @@ defvjp(E.clip,
 defvjp(E._where3,
        None,
        lambda g, ans, c, x, y: where(c, g, 0.0),
-       lambda g, ans, c, x, y: where(c, 0.0, g))
+       lambda g, ans, c, x, y: where(c, 0.0, g), uses_ans=False)
 defvjp(safe_divide,
        lambda h, ans, g, d: safe_divide(h, d),
-       lambda h, ans, g, d: -safe_divide(h * g, d * d))
+       lambda h, ans, g, d: -safe_divide(h * g, d * d), uses_ans=False)
 
 
 # --- reductions -----------------------------------------------------------------------------------
@@ -188,13 +188,14 @@ def _cumprod_rule(g, ans, a, axis=None, dtype=None, out=None):
     return _reverse_cumsum(g * ans, axis) / a
 
 
-defvjp(R.sum, lambda g, ans, a, axis=None, dtype=None, out=None, keepdims=False: _expand(g, a, axis, keepdims))
-defvjp(R.mean, _mean_rule)
+defvjp(R.sum, lambda g, ans, a, axis=None, dtype=None, out=None, keepdims=False: _expand(g, a, axis, keepdims),
+       uses_args=False, uses_ans=False)
+defvjp(R.mean, _mean_rule, uses_args=False, uses_ans=False)
 defvjp(R.max, _extremum_rule)
 defvjp(R.min, _extremum_rule)
-defvjp(R.var, _var_rule)
-defvjp(R.prod, _prod_rule)
-defvjp(R.cumsum, _cumsum_rule)
+defvjp(R.var, _var_rule, uses_ans=False)
+defvjp(R.prod, _prod_rule, uses_ans=False)
+defvjp(R.cumsum, _cumsum_rule, uses_ans=False)
 defvjp(R.cumprod, _cumprod_rule)
 defvjp(R.logsumexp, lambda g, ans, a, axis=None, keepdims=False:
        _expand(g, a, axis, keepdims) * exp(a - _expand(ans, a, axis, keepdims)))
@@ -203,14 +204,14 @@ defvjp(R.logsumexp, lambda g, ans, a, axis=None, keepdims=False:
 # --- shape ----------------------------------------------------------------------------------------
 
 def _concatenate_rule(argnum, g, ans, axis, *arrays):
-    axis = axis % len(shape_of(ans))
+    axis = axis % len(shape_of(arrays[0]))
     start = sum(shape_of(arrays[j])[axis] for j in range(argnum - 1))
     stop = start + shape_of(arrays[argnum - 1])[axis]
     return I.getitem(g, (slice(None),) * axis + (slice(start, stop),))
 
 
 def _stack_rule(argnum, g, ans, axis, *arrays):
-    axis = axis % len(shape_of(ans))
+    axis = axis % (len(shape_of(arrays[0])) + 1)
     return I.getitem(g, (slice(None),) * axis + (argnum - 1,))
 
 
@@ -228,11 +229,12 @@ def _transpose_rule(g, ans, a, axes=None):
     return S.transpose(g, None if axes is None else tuple(np.argsort(axes)))
 
 
-defvjp(S._reshape_p, lambda g, ans, a, shape, order="C": S.reshape(g, shape_of(a), order))
-defvjp(S.transpose, _transpose_rule)
-defvjp_argnum(S._concatenate_p, _concatenate_rule)
-defvjp_argnum(S._stack_p, _stack_rule)
-defvjp(S.pad_constant, _pad_rule, None, _pad_value_rule)
+defvjp(S._reshape_p, lambda g, ans, a, shape, order="C": S.reshape(g, shape_of(a), order),
+       uses_args=False, uses_ans=False)
+defvjp(S.transpose, _transpose_rule, uses_args=False, uses_ans=False)
+defvjp_argnum(S._concatenate_p, _concatenate_rule, uses_args=False, uses_ans=False)
+defvjp_argnum(S._stack_p, _stack_rule, uses_args=False, uses_ans=False)
+defvjp(S.pad_constant, _pad_rule, None, _pad_value_rule, uses_args=False, uses_ans=False)
 
 
 # --- indexing -------------------------------------------------------------------------------------
@@ -241,12 +243,12 @@ def _scatter_into_zeros(g, x, idx):
     return I.index_add(np.zeros_like(strip(x)), idx, g)
 
 
-defvjp(I.getitem, lambda g, ans, x, idx: _scatter_into_zeros(g, x, idx), None)
-defvjp(I.index_add, lambda g, ans, x, idx, v: g, None, lambda g, ans, x, idx, v: I.getitem(g, idx))
+defvjp(I.getitem, lambda g, ans, x, idx: _scatter_into_zeros(g, x, idx), None, uses_ans=False)
+defvjp(I.index_add, lambda g, ans, x, idx, v: g, None, lambda g, ans, x, idx, v: I.getitem(g, idx), uses_ans=False)
 defvjp(I.index_set, lambda g, ans, x, idx, v: I.index_set(g, idx, 0.0), None,
-       lambda g, ans, x, idx, v: I.getitem(g, idx))
+       lambda g, ans, x, idx, v: I.getitem(g, idx), uses_ans=False)
 defvjp(I.index_multiply, lambda g, ans, x, idx, v: I.index_multiply(g, idx, v), None,
-       lambda g, ans, x, idx, v: I.getitem(g, idx) * I.getitem(x, idx))
+       lambda g, ans, x, idx, v: I.getitem(g, idx) * I.getitem(x, idx), uses_ans=False)
 
 
 # --- products and contractions --------------------------------------------------------------------
@@ -322,10 +324,10 @@ def _einsum_rule(argnum, g, ans, subscripts, *operands, optimize=False):
     return r
 
 
-defvjp(C.dot, _dot_a, _dot_b)
-defvjp(C.matmul, _matmul_a, _matmul_b)
-defvjp(C.tensordot, _tensordot_a, _tensordot_b)
-defvjp_argnum(C._einsum_p, _einsum_rule)
+defvjp(C.dot, _dot_a, _dot_b, uses_ans=False)
+defvjp(C.matmul, _matmul_a, _matmul_b, uses_ans=False)
+defvjp(C.tensordot, _tensordot_a, _tensordot_b, uses_ans=False)
+defvjp_argnum(C._einsum_p, _einsum_rule, uses_ans=False)
 
 
 # --- linear algebra -------------------------------------------------------------------------------
