@@ -190,7 +190,11 @@ class Primitive:
             if type(a) is Box and a._trace > top:
                 top = a._trace
         if not top:
-            return self.fun(*args, **kwargs)
+            try:
+                return self.fun(*args, **kwargs)
+            except TypeError:
+                _explain_mixed_backends(self, args)
+                raise
         return _bind(self, top, args, kwargs)
 
     def rule_for(self, argnum: int) -> Any:
@@ -214,6 +218,13 @@ class Primitive:
             else:
                 out.append(rule(g, ans, *args, **kwargs))
         return out
+
+
+def _explain_mixed_backends(prim: Primitive, args: tuple) -> None:
+    """If a failed call mixed NumPy and CuPy arrays, say so (instead of the backend's TypeError)."""
+    from fnn.backend import check_same_backend  # noqa: PLC0415 (only on the error path)
+
+    check_same_backend([a for a in args if hasattr(a, "shape")], prim.name)
 
 
 def _bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
