@@ -54,8 +54,9 @@ def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str):
     """Run `f(*primals)` under a new trace; return (out, vjp_fn, aux)."""
     trace = new_trace()
     in_leaves, in_def = tree.flatten(primals)
-    boxed = [box_input(leaf, trace) for leaf in in_leaves]
-    starts = [b._node for b in boxed]
+    # Only floating-point leaves are traced; integer and boolean ones get a zero cotangent.
+    boxed = [box_input(leaf, trace) if _is_float_leaf(leaf) else leaf for leaf in in_leaves]
+    starts = [b._node if type(b) is Box else None for b in boxed]
     result = f(*tree.unflatten(in_def, boxed))
     aux = None
     if has_aux:
@@ -90,7 +91,7 @@ def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str):
         found = backward_pass(roots, retain=retain) if roots else {}
         grads = []
         for node, leaf in zip(starts, in_leaves):
-            if node in found:
+            if node is not None and node in found:
                 g = fit_to(found[node], leaf)
                 if isinstance(leaf, float) and getattr(g, "shape", None) == () and type(g) is not Box:
                     g = g[()] if hasattr(g, "__getitem__") else g

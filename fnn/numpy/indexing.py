@@ -100,10 +100,16 @@ class at:  # noqa: N801 (reads as fnp.at(x)[idx].set(v))
 def _canonical_index(idx: Any) -> Any:
     """Lists used as indices become arrays (NumPy's meaning), so an index is hashable-free and fixed."""
     if isinstance(idx, list):
-        return np.asarray(idx)
+        return _list_index(idx)
     if isinstance(idx, tuple):
-        return tuple(np.asarray(i) if isinstance(i, list) else i for i in idx)
+        return tuple(_list_index(i) if isinstance(i, list) else i for i in idx)
     return idx
+
+
+def _list_index(idx: list) -> Any:
+    """A list index as an array; an empty list selects nothing (an empty *integer* array, as in NumPy)."""
+    arr = np.asarray(idx)
+    return arr.astype(np.intp) if arr.size == 0 else arr
 
 
 def setitem_error(x: Any, idx: Any, v: Any) -> None:

@@ -39,6 +39,10 @@ def norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> A
     `where` branch), the 1-, inf-, -inf- and p-norms of vectors, and the 1- and inf-norms of
     matrices. Spectral and nuclear norms have no gradient rule.
     """
+    if type(x) is not Box:  # as NumPy: integer (and list) inputs are taken as floats
+        x = np.asarray(x)
+        if not np.issubdtype(x.dtype, np.inexact):
+            x = x.astype(float)
     nd = len(getattr(x, "shape", np.shape(x)))
     if isinstance(axis, int):
         axis = (axis,)

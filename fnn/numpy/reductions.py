@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from fnn.numpy._wrapping import prim
-from fnn.numpy.elementwise import sqrt
+from fnn.numpy.elementwise import sqrt, where
 
 
 def _check_out(out, name):
@@ -79,5 +79,11 @@ logsumexp = prim(_logsumexp, name="logsumexp")
 
 
 def std(a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
-    """Standard deviation: the square root of `var`."""
-    return sqrt(var(a, axis, dtype, out, ddof, keepdims))
+    """Standard deviation: the square root of `var`.
+
+    Where the variance is exactly 0 (a one-element slice, a constant slice) the gradient is 0, not
+    NaN (inf * 0): a one-element std is constant, and 0 is in std's subgradient at a constant slice.
+    """
+    v = var(a, axis, dtype, out, ddof, keepdims)
+    nonzero = v != 0
+    return where(nonzero, sqrt(where(nonzero, v, 1.0)), 0.0)

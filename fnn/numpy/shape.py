@@ -129,19 +129,29 @@ def moveaxis(a: Any, source: int | Sequence[int], destination: int | Sequence[in
     return transpose(a, tuple(result))
 
 
-def atleast_1d(a: Any) -> Any:
-    """`a` with at least one dimension."""
-    return a if ndim(a) >= 1 else reshape(a, (1,))
+def _each(fun: Any, arys: tuple) -> Any:
+    """NumPy's atleast_*d convention: one array for one argument, a tuple for several; plain
+    inputs (lists, scalars) come back as arrays."""
+    out = [fun(a if type(a) is Box else np.asarray(a)) for a in arys]
+    return out[0] if len(out) == 1 else tuple(out)
 
 
-def atleast_2d(a: Any) -> Any:
-    """`a` with at least two dimensions (new ones in front)."""
-    n = ndim(a)
-    return a if n >= 2 else reshape(a, (1,) * (2 - n) + shape(a))
+def atleast_1d(*arys: Any) -> Any:
+    """Each array with at least one dimension."""
+    return _each(lambda a: a if ndim(a) >= 1 else reshape(a, (1,)), arys)
 
 
-def atleast_3d(a: Any) -> Any:
-    """`a` with at least three dimensions, placed as NumPy places them."""
+def atleast_2d(*arys: Any) -> Any:
+    """Each array with at least two dimensions (new ones in front)."""
+    return _each(lambda a: a if ndim(a) >= 2 else reshape(a, (1,) * (2 - ndim(a)) + shape(a)), arys)
+
+
+def atleast_3d(*arys: Any) -> Any:
+    """Each array with at least three dimensions, placed as NumPy places them."""
+    return _each(_atleast_3d, arys)
+
+
+def _atleast_3d(a: Any) -> Any:
     n = ndim(a)
     if n >= 3:
         return a
@@ -191,7 +201,8 @@ def _split(a: Any, indices_or_sections: Any, axis: int, even: bool) -> list:
     axis = axis % ndim(a)
     points = _split_points(shape(a)[axis], indices_or_sections, even)
     lead = (slice(None),) * axis
-    return [getitem(a, lead + (slice(lo, max(lo, hi)),)) for lo, hi in zip(points[:-1], points[1:])]
+    # plain slices, as NumPy takes them: negative points count from the end, unordered ones give empty pieces
+    return [getitem(a, lead + (slice(lo, hi),)) for lo, hi in zip(points[:-1], points[1:])]
 
 
 def split(a: Any, indices_or_sections: Any, axis: int = 0) -> list:
@@ -240,7 +251,9 @@ def pad(array: Any, pad_width: Any, mode: str = "constant", **kwargs: Any) -> An
     differentiable; the others are not."""
     if mode == "constant":
         return pad_constant(array, pad_width, kwargs.get("constant_values", 0))
-    if mode in ("edge", "reflect", "symmetric", "wrap", "empty"):
+    if mode == "empty":  # undefined padding values: zeros are as good as any (and need no gather)
+        return pad_constant(array, pad_width, 0)
+    if mode in ("edge", "reflect", "symmetric", "wrap"):
         return _gather_by(array, lambda i: np.pad(i, pad_width, mode=mode, **kwargs))
     if type(array) is Box:
         from fnn.autodiff.tracer import NoGradientError  # noqa: PLC0415
@@ -269,14 +282,13 @@ def flipud(m: Any) -> Any:
 
 def triu(m: Any, k: int = 0) -> Any:
     """The upper triangle of the last two axes (the rest zeroed)."""
-    rows, cols = shape(m)[-2:]
-    return where(np.triu(np.ones((rows, cols), dtype=bool), k), m, 0.0)
+    # shape(m)[-2:] is (n,) for a 1-D m, which np.triu turns into an (n, n) mask, as NumPy does
+    return where(np.triu(np.ones(shape(m)[-2:], dtype=bool), k), m, 0.0)
 
 
 def tril(m: Any, k: int = 0) -> Any:
     """The lower triangle of the last two axes (the rest zeroed)."""
-    rows, cols = shape(m)[-2:]
-    return where(np.tril(np.ones((rows, cols), dtype=bool), k), m, 0.0)
+    return where(np.tril(np.ones(shape(m)[-2:], dtype=bool), k), m, 0.0)
 
 
 def diagonal(a: Any, offset: int = 0, axis1: int = 0, axis2: int = 1) -> Any:
@@ -316,13 +328,15 @@ def _plain(x: Any) -> Any:
 
 def take(a: Any, indices: Any, axis: int | None = None) -> Any:
     """Elements of `a` at `indices` along `axis` (of the flattened array when None)."""
+    if isinstance(indices, list):  # an empty list is an empty *integer* index, as in np.take
+        indices = np.asarray(indices, dtype=np.intp)
     if axis is None:
-        return getitem(ravel(a), np.asarray(indices) if isinstance(indices, list) else indices)
+        return getitem(ravel(a), indices)
     axis = axis % ndim(a)
     return getitem(a, (slice(None),) * axis + (indices,))
 
 
-def take_along_axis(arr: Any, indices: Any, axis: int | None) -> Any:
+def take_along_axis(arr: Any, indices: Any, axis: int | None = -1) -> Any:
     """Elements picked by an index array aligned with `arr` (argsort's output, say)."""
     if axis is None:
         return getitem(ravel(arr), indices)

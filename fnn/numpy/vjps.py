@@ -70,16 +70,28 @@ defvjp(E.multiply, lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x, uses_
 defvjp(E.divide, lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y)
 defvjp(E.negative, lambda g, ans, x: -g, uses_args=False, uses_ans=False)
 defvjp(E.positive, lambda g, ans, x: g, uses_args=False, uses_ans=False)
-def _power_base(g, ans, x, y):
-    """y * x**(y-1), taken as 0 where y == 0 (even at x == 0)."""
-    if np.ndim(strip(y)) == 0:
-        return g * 0.0 if strip(y) == 0 else g * y * x ** (y - 1)
-    return where(strip(y) == 0, 0.0, g * y * x ** (y - 1))
+def _power_base_rule(pow_fn):
+    def rule(g, ans, x, y):
+        """y * x**(y-1), taken as 0 where y == 0 and x**-1 overflows (x == 0 or subnormal): x**0
+        is constant there, and the formula would give 0 * inf.
+
+        Elsewhere, y == 0 included, the formula is kept whole so that it can be differentiated
+        with respect to y (d/dy of y * x**(y-1) at y == 0 is 1/x, not 0)."""
+        y_zero = np.equal(strip(y), 0)
+        if not np.any(y_zero):
+            return g * y * pow_fn(x, y - 1)
+        with np.errstate(divide="ignore", over="ignore"):
+            pinned = np.logical_and(y_zero, np.isinf(pow_fn(strip(x), strip(y) - 1)))
+        if not np.any(pinned):
+            return g * y * pow_fn(x, y - 1)
+        x_safe = where(pinned, 1.0, x)  # no inf in the unselected branch (where NaN trap)
+        return where(pinned, 0.0, g * y * pow_fn(x_safe, y - 1))
+    return rule
 
 
-defvjp(E.power, _power_base, lambda g, ans, x, y: g * ans * E.log(where(x > 0, x, 1.0)))
+defvjp(E.power, _power_base_rule(E.power), lambda g, ans, x, y: g * ans * E.log(where(x > 0, x, 1.0)))
 defvjp(E.float_power,
-       lambda g, ans, x, y: g * y * E.float_power(x, y - 1),
+       _power_base_rule(E.float_power),
        lambda g, ans, x, y: g * ans * E.log(where(x > 0, x, 1.0)))
 defvjp(E.reciprocal, lambda g, ans, x: -g * ans * ans)
 defvjp(E.square, lambda g, ans, x: g * x * 2.0, uses_ans=False)
@@ -102,8 +114,8 @@ defvjp(E.logaddexp2, lambda g, ans, x, y: g * exp2(x - ans), lambda g, ans, x, y
 defvjp(E.sin, lambda g, ans, x: g * cos(x), uses_ans=False)
 defvjp(E.cos, lambda g, ans, x: -g * sin(x), uses_ans=False)
 defvjp(E.tan, lambda g, ans, x: g * (ans * ans + 1.0))
-defvjp(E.arcsin, lambda g, ans, x: g / sqrt(1.0 - x * x), uses_ans=False)
-defvjp(E.arccos, lambda g, ans, x: -g / sqrt(1.0 - x * x), uses_ans=False)
+defvjp(E.arcsin, lambda g, ans, x: safe_divide(g, sqrt(1.0 - x * x)), uses_ans=False)
+defvjp(E.arccos, lambda g, ans, x: -safe_divide(g, sqrt(1.0 - x * x)), uses_ans=False)
 defvjp(E.arctan, lambda g, ans, x: g / (x * x + 1.0), uses_ans=False)
 defvjp(E.arctan2,
        lambda g, ans, y, x: g * x / (x * x + y * y),
@@ -113,8 +125,8 @@ defvjp(E.sinh, lambda g, ans, x: g * cosh(x), uses_ans=False)
 defvjp(E.cosh, lambda g, ans, x: g * sinh(x), uses_ans=False)
 defvjp(E.tanh, lambda g, ans, x: g * (1.0 - ans * ans))
 defvjp(E.arcsinh, lambda g, ans, x: g / sqrt(x * x + 1.0), uses_ans=False)
-defvjp(E.arccosh, lambda g, ans, x: g / sqrt(x * x - 1.0), uses_ans=False)
-defvjp(E.arctanh, lambda g, ans, x: g / (1.0 - x * x), uses_ans=False)
+defvjp(E.arccosh, lambda g, ans, x: safe_divide(g, sqrt(x * x - 1.0)), uses_ans=False)
+defvjp(E.arctanh, lambda g, ans, x: safe_divide(g, 1.0 - x * x), uses_ans=False)
 
 
 def _pick(mine, other, g, ans):
@@ -135,8 +147,16 @@ defvjp(E._where3,
        None,
        lambda g, ans, c, x, y: where(c, g, 0.0),
        lambda g, ans, c, x, y: where(c, 0.0, g), uses_ans=False)
-defvjp(safe_divide,
-       lambda h, ans, g, d: safe_divide(h, d),
+def _safe_divide_numerator(h, ans, g, d):
+    """1/d; but 0 where g == d == 0, where the output is pinned to 0: so a rule's cotangent that
+    is zero in a masked-out `where` branch stays NaN-free to second order too."""
+    pinned = np.logical_and(np.equal(strip(g), 0), np.equal(strip(d), 0))
+    if not np.any(pinned):
+        return safe_divide(h, d)
+    return where(pinned, 0.0, safe_divide(h, where(pinned, 1.0, d)))
+
+
+defvjp(safe_divide, _safe_divide_numerator,
        lambda h, ans, g, d: -safe_divide(h * g, d * d), uses_ans=False)
 
 
@@ -154,7 +174,8 @@ def _extremum_rule(g, ans, a, axis=None, out=None, keepdims=False):
 
 def _var_rule(g, ans, a, axis=None, dtype=None, out=None, ddof=0, keepdims=False):
     centred = a - R.mean(a, axis=axis, keepdims=True)
-    return _expand(g, a, axis, keepdims) * centred * (2.0 / (_count(a, axis) - ddof))
+    dof = _count(a, axis) - ddof  # NumPy's var is inf/nan for dof == 0 (an empty output is fine)
+    return _expand(g, a, axis, keepdims) * centred * (2.0 / dof if dof else math.inf)
 
 
 def _prod_rule(g, ans, a, axis=None, dtype=None, out=None, keepdims=False):
@@ -164,7 +185,8 @@ def _prod_rule(g, ans, a, axis=None, dtype=None, out=None, keepdims=False):
     rest = [d for d in range(nd) if d not in axes]
     moved = S.transpose(a, tuple(rest + list(axes)))
     moved_shape = shape_of(moved)
-    flat = S.reshape(moved, moved_shape[:len(rest)] + (-1,))
+    n = math.prod(moved_shape[len(rest):])  # not -1, which NumPy refuses for size-0 arrays
+    flat = S.reshape(moved, moved_shape[:len(rest)] + (n,))
     ones = np.ones_like(strip(flat)[..., :1])
     left = R.cumprod(S.concatenate([ones, flat[..., :-1]], axis=-1), axis=-1)
     right = S.flip(R.cumprod(S.flip(S.concatenate([flat[..., 1:], ones], axis=-1), -1), axis=-1), -1)
@@ -182,10 +204,31 @@ def _cumsum_rule(g, ans, a, axis=None, dtype=None, out=None):
     return _reverse_cumsum(g, axis)
 
 
+def _cumprod_grad(g, ans, a, axis, exact=True):
+    """The cotangent of cumprod along `axis`, exact with zeros. In a slice whose first zero is
+    at z: before z, d ans_j / d a_i = ans_j / a_i; at z, the product of the others (ans_j with
+    a_z taken as 1); after z, a_z (that is 0) times the same for a_z taken as 1. Products that
+    are 0 through a_z keep a_z as a factor, so their derivatives are right too (second order);
+    `exact=False` gives the value only (used under the factor a_z, whose value is 0)."""
+    plain = strip(a)
+    if not np.any(plain == 0):
+        return _reverse_cumsum(g * ans, axis) / a
+    zeros_so_far = np.cumsum(plain == 0, axis=axis)
+    before = zeros_so_far == 0  # i < z
+    first = np.logical_and(zeros_so_far == 1, plain == 0)  # i == z
+    a1 = where(first, 1.0, a)
+    p = R.cumprod(a1, axis=axis)
+    a_z = R.sum(where(first, a, 0.0), axis=axis, keepdims=True)  # 0, kept for its derivative
+    left = _reverse_cumsum(g * p * where(before, 1.0, a_z), axis) / where(before, a1, 1.0)
+    at_zero = _reverse_cumsum(g * p, axis)
+    later = a_z * _cumprod_grad(strip(g), strip(p), strip(a1), axis, exact=False) if exact else 0.0
+    return where(before, left, where(first, at_zero, later))
+
+
 def _cumprod_rule(g, ans, a, axis=None, dtype=None, out=None):
     if axis is None:
-        return S.reshape(_reverse_cumsum(g * ans, 0), shape_of(a)) / a
-    return _reverse_cumsum(g * ans, axis) / a
+        return S.reshape(_cumprod_grad(g, ans, S.ravel(a), 0), shape_of(a))
+    return _cumprod_grad(g, ans, a, axis)
 
 
 defvjp(R.sum, lambda g, ans, a, axis=None, dtype=None, out=None, keepdims=False: _expand(g, a, axis, keepdims),
@@ -216,17 +259,31 @@ def _stack_rule(argnum, g, ans, axis, *arrays):
 
 
 def _pad_rule(g, ans, array, pad_width, constant_values=0):
-    widths = np.broadcast_to(np.asarray(pad_width, dtype=int).reshape(-1, 2) if np.ndim(pad_width) else
-                             np.asarray(pad_width), (len(shape_of(array)), 2))
+    # pad_width as NumPy reads it: an int, (w,), (before, after), or per axis ((b, a), ...) / ((w,), ...)
+    widths = np.broadcast_to(np.asarray(pad_width, dtype=int), (len(shape_of(array)), 2))
     return I.getitem(g, tuple(slice(int(b), int(b) + n) for (b, _), n in zip(widths, shape_of(array))))
 
 
 def _pad_value_rule(g, ans, array, pad_width, constant_values=0):
-    return R.sum(g) - R.sum(_pad_rule(g, ans, array, pad_width))
+    if len(shape_of(constant_values)) == 0:
+        return R.sum(g) - R.sum(_pad_rule(g, ans, array, pad_width))
+    # one value per (axis, side): label every padded element with the value NumPy filled it from,
+    # and sum g over each label; the cotangent has shape (ndim, 2) and is summed down to the
+    # shape of `constant_values` (which NumPy broadcasts to (ndim, 2)) centrally
+    nd = len(shape_of(array))
+    codes = np.arange(1, 2 * nd + 1).reshape(nd, 2)
+    labels = np.pad(np.zeros(shape_of(array), dtype=int), pad_width, mode="constant", constant_values=codes)
+    onehot = (labels[..., None] == codes.reshape(-1)).astype(strip(g).dtype)
+    return S.reshape(C.tensordot(g, onehot, len(shape_of(g))), (nd, 2))
 
 
 def _transpose_rule(g, ans, a, axes=None):
-    return S.transpose(g, None if axes is None else tuple(np.argsort(axes)))
+    if isinstance(axes, (int, np.integer)):  # np.transpose(x, 0) of a 1-D x
+        axes = (axes,)
+    if axes is None:
+        return S.transpose(g, None)
+    nd = len(shape_of(a))  # negative axes name the same axes as their non-negative forms
+    return S.transpose(g, tuple(int(i) for i in np.argsort([int(ax) % nd for ax in axes])))
 
 
 defvjp(S._reshape_p, lambda g, ans, a, shape, order="C": S.reshape(g, shape_of(a), order),
@@ -243,12 +300,38 @@ def _scatter_into_zeros(g, x, idx):
     return I.index_add(np.zeros_like(strip(x)), idx, g)
 
 
+def _index_multiply_v(g, ans, x, idx, v):
+    """g * x at each selected position, times the *other* factors of v that land on the same
+    position: with repeated advanced indices, x[i] is multiplied by all of them."""
+    gx = I.getitem(g, idx) * I.getitem(x, idx)
+    if I.is_basic_index(idx):
+        return gx
+    x_shape = shape_of(x)
+    target = np.arange(math.prod(x_shape)).reshape(x_shape)[idx].reshape(-1)  # flat positions
+    n = target.size
+    order = np.argsort(target, kind="stable")
+    first = np.concatenate([[True], target[order][1:] != target[order][:-1]]) if n else np.ones(0, bool)
+    group_sorted = np.cumsum(first) - 1
+    rank_sorted = np.arange(n) - np.flatnonzero(first)[group_sorted]
+    if n == 0 or rank_sorted.max() == 0:  # no position selected twice
+        return gx
+    table = np.full((int(group_sorted[-1]) + 1, int(rank_sorted.max()) + 1), n)  # n: a factor 1
+    table[group_sorted, rank_sorted] = order
+    group, rank = np.empty(n, int), np.empty(n, int)
+    group[order], rank[order] = group_sorted, rank_sorted
+    others = table[group]
+    others[np.arange(n), rank] = n  # leave each factor itself out
+    v_flat = S.ravel(S.broadcast_to(v, shape_of(gx)))
+    v_ext = S.concatenate([v_flat, np.ones(1, dtype=strip(v_flat).dtype)])
+    return gx * S.reshape(R.prod(I.getitem(v_ext, others), axis=1), shape_of(gx))
+
+
 defvjp(I.getitem, lambda g, ans, x, idx: _scatter_into_zeros(g, x, idx), None, uses_ans=False)
 defvjp(I.index_add, lambda g, ans, x, idx, v: g, None, lambda g, ans, x, idx, v: I.getitem(g, idx), uses_ans=False)
 defvjp(I.index_set, lambda g, ans, x, idx, v: I.index_set(g, idx, 0.0), None,
        lambda g, ans, x, idx, v: I.getitem(g, idx), uses_ans=False)
 defvjp(I.index_multiply, lambda g, ans, x, idx, v: I.index_multiply(g, idx, v), None,
-       lambda g, ans, x, idx, v: I.getitem(g, idx) * I.getitem(x, idx), uses_ans=False)
+       _index_multiply_v, uses_ans=False)
 
 
 # --- products and contractions --------------------------------------------------------------------
