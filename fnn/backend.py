@@ -14,6 +14,7 @@ import numpy as np
 
 __all__ = [
     "get_array_module",
+    "module_for_type",
     "is_cupy_array",
     "cupy_available",
     "device_of",
@@ -77,6 +78,11 @@ def get_array_module(*arrays: Any) -> types.ModuleType:
             "move them to one device first with fnn.backend.to_numpy / fnn.backend.to_cupy"
         )
     return _import_cupy() if found_cupy else np
+
+
+def module_for_type(array_type: type) -> types.ModuleType:
+    """`numpy` or `cupy`, whichever the array type `array_type` belongs to."""
+    return _import_cupy() if array_type.__module__.startswith("cupy") else np
 
 
 def device_of(x: Any) -> str:

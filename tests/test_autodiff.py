@@ -353,7 +353,7 @@ def test_checkpoint_same_gradient_and_drops_intermediates():
     def block(x):
         h = fnp.sin(x) * 2.0
         alive.append(weakref.ref(strip(h)))
-        return fnp.tanh(h)
+        return fnp.sin(h)  # sin's rule reads its input, so h is a residual
 
     x = np.linspace(-1, 1, 50)
     plain = fnn.grad(lambda x: fnp.sum(block(x)))(x)
@@ -393,3 +393,28 @@ def test_tape_keeps_only_what_rules_need():
     t = 1 - np.tanh(x @ w + b) ** 2
     np.testing.assert_allclose(gw, x.T @ t)
     np.testing.assert_allclose(gb, t.sum(0))
+
+
+def test_tape_keeps_per_rule_residuals():
+    # In sin(x) * 0.9 only the multiply's constant is needed for x's cotangent, and tanh's rule
+    # reads its output, not its input: neither the sine nor the product is kept.
+    def f(x):
+        s = fnp.sin(x)
+        p = s * 0.9
+        refs = [weakref.ref(strip(s)), weakref.ref(strip(p))]
+        return fnp.sum(fnp.tanh(p)), refs
+
+    x = np.linspace(0, 1, 100)
+    _, vjp_fn, refs = fnn.vjp(f, x, has_aux=True)
+    gc.collect()
+    assert [r() for r in refs] == [None, None]
+    t = np.tanh(0.9 * np.sin(x))
+    np.testing.assert_allclose(vjp_fn(1.0)[0], (1 - t ** 2) * 0.9 * np.cos(x))
+
+
+def test_defvjp_validates_reads():
+    p = fnn.primitive(lambda x: x * 2.0, name="double")
+    with pytest.raises(ValueError, match="reads entries"):
+        fnn.defvjp(p, lambda g, ans, x: g * 2.0, reads=[("x",)])
+    with pytest.raises(ValueError, match="1 reads entries for 2 rules"):
+        fnn.defvjp(p, lambda g, ans, x: g, lambda g, ans, x: g, reads=[()])

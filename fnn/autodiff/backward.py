@@ -15,7 +15,8 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from fnn.autodiff.tracer import Box, Node, Parts, defvjp, primitive, strip
+from fnn.backend import module_for_type
+from fnn.autodiff.tracer import ArgSpec, Box, Node, Parts, defvjp, primitive, strip
 
 __all__ = ["backward_pass", "sum_to_shape", "broadcast_to", "cast", "add_cotangents",
            "zeros_like_value", "shape_of", "dtype_of"]
@@ -34,6 +35,8 @@ def dtype_of(x: Any) -> np.dtype | None:
 def zeros_like_value(x: Any) -> Any:
     """A zero cotangent for `x` (plain, never traced), on x's device and of x's dtype."""
     x = strip(x)
+    if type(x) is ArgSpec:
+        return module_for_type(x.array_type).zeros(x.shape, x.dtype)
     if isinstance(x, (int, float, complex)):
         return type(x)(0)
     return np.zeros_like(x)  # dispatches to CuPy for CuPy arrays
@@ -74,10 +77,10 @@ def add_cotangents(a: Any, b: Any) -> Any:
 
 
 # These rules read only shapes, so the tape keeps no array for them.
-defvjp(broadcast_to, lambda g, ans, x, shape: g, uses_args=False, uses_ans=False)
-defvjp(sum_to_shape, lambda g, ans, x, shape: broadcast_to(g, shape_of(x)), uses_args=False, uses_ans=False)
-defvjp(cast, lambda g, ans, x, dtype: g, uses_args=False, uses_ans=False)
-defvjp(add_cotangents, lambda g, ans, a, b: g, lambda g, ans, a, b: g, uses_args=False, uses_ans=False)
+defvjp(broadcast_to, lambda g, ans, x, shape: g, reads=[()])
+defvjp(sum_to_shape, lambda g, ans, x, shape: broadcast_to(g, shape_of(x)), reads=[()])
+defvjp(cast, lambda g, ans, x, dtype: g, reads=[()])
+defvjp(add_cotangents, lambda g, ans, a, b: g, lambda g, ans, a, b: g, reads=[(), ()])
 
 
 def fit_to(g: Any, x: Any) -> Any:

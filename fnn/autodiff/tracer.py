@@ -62,14 +62,15 @@ class Node:
 
 
 class ArgSpec:
-    """Stands in a node for an argument whose value the rules do not need: its shape and dtype,
-    which are all the backward pass needs to fit a cotangent to it."""
+    """Stands in a node for an argument whose value no rule will read: its shape, dtype and array
+    type, which are all the backward pass needs to fit a cotangent to it or make zeros like it."""
 
-    __slots__ = ("shape", "dtype")
+    __slots__ = ("shape", "dtype", "array_type")
 
-    def __init__(self, shape: tuple, dtype: Any):
+    def __init__(self, shape: tuple, dtype: Any, array_type: type):
         self.shape = shape
         self.dtype = dtype
+        self.array_type = array_type
 
     @property
     def ndim(self) -> int:
@@ -79,12 +80,16 @@ class ArgSpec:
         return f"ArgSpec(shape={self.shape}, dtype={self.dtype})"
 
 
-def _specs(args: list) -> list:
-    """Replace array arguments by their ArgSpec (Python scalars and options stay as they are)."""
-    out = []
-    for a in args:
-        dtype = getattr(a, "dtype", None)
-        out.append(a if dtype is None else ArgSpec(a.shape, dtype))
+def _keep_residuals(args: list, keep: frozenset) -> list:
+    """The arguments at positions `keep`; the other floating-point arrays (the values that
+    gradients flow through, and that hold the memory) replaced by their ArgSpec. Options such as
+    index arrays, axes and shapes are always kept."""
+    out = list(args)
+    for i, a in enumerate(args):
+        if i not in keep:
+            dtype = getattr(a, "dtype", None)
+            if dtype is not None and dtype.kind in "fc":
+                out[i] = ArgSpec(a.shape, dtype, type(strip(a)))
     return out
 
 
@@ -172,8 +177,10 @@ class Primitive:
         self.vjps: dict[int, Callable | None] = {}
         self.argnum_rule: Callable | None = None
         self.multiple_results = multiple_results
-        self.saves_args = True  # False: the rules read only the arguments' shapes and dtypes
-        self.saves_ans = True  # False: the rules never read the output
+        # What each rule reads (see defvjp's `reads`); None: everything. The plan per set of
+        # traced arguments is cached: (argument positions to keep or None for all, keep ans?).
+        self.reads: dict[int, tuple] | None = None
+        self._plans: dict[tuple, tuple] = {}
         self.__doc__ = getattr(fun, "__doc__", None)
         self.__wrapped__ = fun
 
@@ -204,6 +211,26 @@ class Primitive:
             return self.argnum_rule
         return rule
 
+    def residual_plan(self, argnums: tuple) -> tuple:
+        """(positions of arguments to keep, or None for all; whether to keep ans) for a node
+        whose traced arguments are `argnums`: the union of what their rules read."""
+        plan = self._plans.get(argnums)
+        if plan is None:
+            keep: set | None = set()
+            keep_ans = self.multiple_results
+            for i in argnums:
+                reads = self.reads.get(i, self.reads.get("*", _READS_ALL))
+                for r in reads:
+                    if r == "ans":
+                        keep_ans = True
+                    elif r == "args":
+                        keep = None
+                    elif keep is not None:
+                        keep.add(r)
+            plan = (None if keep is None else frozenset(keep), keep_ans)
+            self._plans[argnums] = plan
+        return plan
+
     def backward(self, node: Node, g: Any) -> list:
         """Cotangents for each of `node.argnums`, in order."""
         ans, args, kwargs = node.ans, node.args, node.kwargs
@@ -232,21 +259,35 @@ def _bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
     unboxed = list(args)
     argnums = []
     parents = []
+    nested = False  # do boxes of enclosing traces remain once this level's are peeled?
     for i, a in enumerate(args):
-        if type(a) is Box and a._trace == top:
-            unboxed[i] = a._value
-            rule = prim.rule_for(i)
-            if rule is None:
-                continue
-            if rule is _MISSING:
-                raise NoGradientError(
-                    f"no gradient rule (VJP) for argument {i} of {prim.name}: a traced value reached "
-                    f"it. Register one with fnn.defvjp({prim.name}, ...), or wrap the argument in "
-                    "fnn.stop_gradient if no gradient should flow there."
-                )
-            argnums.append(i)
-            parents.append(a._node)
-    ans = prim(*unboxed, **kwargs)
+        if type(a) is not Box:
+            continue
+        if a._trace != top:
+            nested = True
+            continue
+        value = unboxed[i] = a._value
+        if type(value) is Box:
+            nested = True
+        rule = prim.rule_for(i)
+        if rule is None:
+            continue
+        if rule is _MISSING:
+            raise NoGradientError(
+                f"no gradient rule (VJP) for argument {i} of {prim.name}: a traced value reached "
+                f"it. Register one with fnn.defvjp({prim.name}, ...), or wrap the argument in "
+                "fnn.stop_gradient if no gradient should flow there."
+            )
+        argnums.append(i)
+        parents.append(a._node)
+    if nested:
+        ans = prim(*unboxed, **kwargs)  # the next enclosing trace records its own node
+    else:
+        try:
+            ans = prim.fun(*unboxed, **kwargs)
+        except TypeError:
+            _explain_mixed_backends(prim, unboxed)
+            raise
     if not argnums:
         return ans
     if prim.multiple_results:
@@ -254,8 +295,11 @@ def _bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
         return box_results(ans, top, node)
     if not _is_differentiable(ans):
         return ans
-    return Box(ans, top, Node(prim, unboxed if prim.saves_args else _specs(unboxed), kwargs,
-                              ans if prim.saves_ans else None, argnums, parents))
+    if prim.reads is None:
+        return Box(ans, top, Node(prim, unboxed, kwargs, ans, argnums, parents))
+    keep, keep_ans = prim.residual_plan(tuple(argnums))
+    return Box(ans, top, Node(prim, unboxed if keep is None else _keep_residuals(unboxed, keep),
+                              kwargs, ans if keep_ans else None, argnums, parents))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -320,33 +364,55 @@ def primitive(fun: Callable | None = None, *, name: str | None = None,
     return Primitive(fun, name=name, multiple_results=multiple_results)
 
 
+_READS_ALL = ("args", "ans")
+
+
+def _check_reads(prim: Primitive, reads: Any) -> tuple:
+    reads = _READS_ALL if reads is None else tuple(reads)
+    for r in reads:
+        if r not in ("ans", "args") and not isinstance(r, int):
+            raise ValueError(f"defvjp({prim.name}): reads entries are argument positions, 'ans' or "
+                             f"'args', got {r!r}")
+    return reads
+
+
 def defvjp(prim: Primitive, *rules: Callable | None, argnums: tuple[int, ...] | None = None,
-           uses_args: bool = True, uses_ans: bool = True) -> None:
+           reads: Any = None) -> None:
     """Register VJP rules for `prim`, one per positional argument (or for `argnums`).
 
     Each rule is `rule(g, ans, *args, **kwargs) -> cotangent of that argument`, written with
     `fnn.numpy` so that it can itself be differentiated (higher-order derivatives). Pass None for
     an argument that has no gradient.
 
-    `uses_args=False` says the rules read only the arguments' `.shape` / `.dtype` / `.ndim`, and
-    `uses_ans=False` that they never read `ans` (it is then None): the tape then keeps only that
-    much between the forward and the backward pass, so intermediates are freed early.
+    `reads` (optional, one entry per rule) says which values each rule reads: argument positions,
+    'ans', or 'args' for every argument. Arguments no rule of a node reads are kept only as their
+    shape and dtype (an ArgSpec), and `ans` is None when unread, so the tape holds between the
+    forward and the backward pass only what the backward pass needs. E.g. for multiply,
+    `reads=[(1,), (0,)]`; for exp, `reads=[("ans",)]`; for add, `reads=[(), ()]`.
     """
     if not isinstance(prim, Primitive):
         raise TypeError(f"defvjp expects a primitive made by fnn.primitive, got {prim!r}")
     positions = range(len(rules)) if argnums is None else argnums
     if len(positions) != len(rules):
         raise ValueError(f"defvjp({prim.name}): {len(rules)} rules for argnums {tuple(positions)}")
-    for i, rule in zip(positions, rules):
+    if reads is not None and len(reads) != len(rules):
+        raise ValueError(f"defvjp({prim.name}): {len(reads)} reads entries for {len(rules)} rules")
+    for k, (i, rule) in enumerate(zip(positions, rules)):
         prim.vjps[i] = rule
-    prim.saves_args, prim.saves_ans = uses_args, uses_ans or prim.multiple_results
+        if reads is not None or prim.reads is not None:
+            prim.reads = prim.reads or {}
+            prim.reads[i] = _check_reads(prim, None if reads is None else reads[k])
+    prim._plans.clear()
 
 
-def defvjp_argnum(prim: Primitive, rule: Callable, uses_args: bool = True,
-                  uses_ans: bool = True) -> None:
+def defvjp_argnum(prim: Primitive, rule: Callable, reads: Any = None) -> None:
     """Register one rule for every argument: `rule(argnum, g, ans, *args, **kwargs)`.
 
-    For variadic primitives such as concatenate and stack. `uses_args` / `uses_ans` as in defvjp.
+    For variadic primitives such as concatenate and stack. `reads` is what the rule reads, for
+    any argnum (one entry of defvjp's `reads`).
     """
     prim.argnum_rule = rule
-    prim.saves_args, prim.saves_ans = uses_args, uses_ans or prim.multiple_results
+    if reads is not None:
+        prim.reads = prim.reads or {}
+        prim.reads["*"] = _check_reads(prim, reads)
+    prim._plans.clear()

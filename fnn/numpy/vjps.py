@@ -13,7 +13,7 @@ import math
 
 import numpy as np
 
-from fnn.autodiff.backward import shape_of
+from fnn.autodiff.backward import shape_of, zeros_like_value
 from fnn.autodiff.tracer import defvjp, defvjp_argnum, strip
 from fnn.numpy import contractions as C
 from fnn.numpy import elementwise as E
@@ -64,12 +64,12 @@ def _swap(m):
 
 # --- elementwise ----------------------------------------------------------------------------------
 
-defvjp(E.add, lambda g, ans, x, y: g, lambda g, ans, x, y: g, uses_args=False, uses_ans=False)
-defvjp(E.subtract, lambda g, ans, x, y: g, lambda g, ans, x, y: -g, uses_args=False, uses_ans=False)
-defvjp(E.multiply, lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x, uses_ans=False)
-defvjp(E.divide, lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y)
-defvjp(E.negative, lambda g, ans, x: -g, uses_args=False, uses_ans=False)
-defvjp(E.positive, lambda g, ans, x: g, uses_args=False, uses_ans=False)
+defvjp(E.add, lambda g, ans, x, y: g, lambda g, ans, x, y: g, reads=[(), ()])
+defvjp(E.subtract, lambda g, ans, x, y: g, lambda g, ans, x, y: -g, reads=[(), ()])
+defvjp(E.multiply, lambda g, ans, x, y: g * y, lambda g, ans, x, y: g * x, reads=[(1,), (0,)])
+defvjp(E.divide, lambda g, ans, x, y: g / y, lambda g, ans, x, y: -g * ans / y, reads=[(1,), ("ans", 1)])
+defvjp(E.negative, lambda g, ans, x: -g, reads=[()])
+defvjp(E.positive, lambda g, ans, x: g, reads=[()])
 def _power_base_rule(pow_fn):
     def rule(g, ans, x, y):
         """y * x**(y-1), taken as 0 where y == 0 and x**-1 overflows (x == 0 or subnormal): x**0
@@ -89,44 +89,44 @@ def _power_base_rule(pow_fn):
     return rule
 
 
-defvjp(E.power, _power_base_rule(E.power), lambda g, ans, x, y: g * ans * E.log(where(x > 0, x, 1.0)))
+defvjp(E.power, _power_base_rule(E.power), lambda g, ans, x, y: g * ans * E.log(where(x > 0, x, 1.0)), reads=[(0, 1), ("ans", 0)])
 defvjp(E.float_power,
        _power_base_rule(E.float_power),
-       lambda g, ans, x, y: g * ans * E.log(where(x > 0, x, 1.0)))
-defvjp(E.reciprocal, lambda g, ans, x: -g * ans * ans)
-defvjp(E.square, lambda g, ans, x: g * x * 2.0, uses_ans=False)
-defvjp(E.sqrt, lambda g, ans, x: safe_divide(g * 0.5, ans))
-defvjp(E.cbrt, lambda g, ans, x: safe_divide(g, ans * ans * 3.0))
-defvjp(E.absolute, lambda g, ans, x: g * sign(x), uses_ans=False)
-defvjp(E.mod, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * floor_divide(x, y), uses_ans=False)
-defvjp(E.fmod, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * trunc(strip(x) / strip(y)), uses_ans=False)
+       lambda g, ans, x, y: g * ans * E.log(where(x > 0, x, 1.0)), reads=[(0, 1), ("ans", 0)])
+defvjp(E.reciprocal, lambda g, ans, x: -g * ans * ans, reads=[("ans",)])
+defvjp(E.square, lambda g, ans, x: g * x * 2.0, reads=[(0,)])
+defvjp(E.sqrt, lambda g, ans, x: safe_divide(g * 0.5, ans), reads=[("ans",)])
+defvjp(E.cbrt, lambda g, ans, x: safe_divide(g, ans * ans * 3.0), reads=[("ans",)])
+defvjp(E.absolute, lambda g, ans, x: g * sign(x), reads=[(0,)])
+defvjp(E.mod, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * floor_divide(x, y), reads=[(), (0, 1)])
+defvjp(E.fmod, lambda g, ans, x, y: g, lambda g, ans, x, y: -g * trunc(strip(x) / strip(y)), reads=[(), (0, 1)])
 
-defvjp(E.exp, lambda g, ans, x: g * ans)
-defvjp(E.exp2, lambda g, ans, x: g * ans * LN2)
-defvjp(E.expm1, lambda g, ans, x: g * (ans + 1.0))
-defvjp(E.log, lambda g, ans, x: safe_divide(g, x), uses_ans=False)
-defvjp(E.log2, lambda g, ans, x: safe_divide(g, x * LN2), uses_ans=False)
-defvjp(E.log10, lambda g, ans, x: safe_divide(g, x * LN10), uses_ans=False)
-defvjp(E.log1p, lambda g, ans, x: safe_divide(g, x + 1.0), uses_ans=False)
-defvjp(E.logaddexp, lambda g, ans, x, y: g * exp(x - ans), lambda g, ans, x, y: g * exp(y - ans))
-defvjp(E.logaddexp2, lambda g, ans, x, y: g * exp2(x - ans), lambda g, ans, x, y: g * exp2(y - ans))
+defvjp(E.exp, lambda g, ans, x: g * ans, reads=[("ans",)])
+defvjp(E.exp2, lambda g, ans, x: g * ans * LN2, reads=[("ans",)])
+defvjp(E.expm1, lambda g, ans, x: g * (ans + 1.0), reads=[("ans",)])
+defvjp(E.log, lambda g, ans, x: safe_divide(g, x), reads=[(0,)])
+defvjp(E.log2, lambda g, ans, x: safe_divide(g, x * LN2), reads=[(0,)])
+defvjp(E.log10, lambda g, ans, x: safe_divide(g, x * LN10), reads=[(0,)])
+defvjp(E.log1p, lambda g, ans, x: safe_divide(g, x + 1.0), reads=[(0,)])
+defvjp(E.logaddexp, lambda g, ans, x, y: g * exp(x - ans), lambda g, ans, x, y: g * exp(y - ans), reads=[(0, "ans"), (1, "ans")])
+defvjp(E.logaddexp2, lambda g, ans, x, y: g * exp2(x - ans), lambda g, ans, x, y: g * exp2(y - ans), reads=[(0, "ans"), (1, "ans")])
 
-defvjp(E.sin, lambda g, ans, x: g * cos(x), uses_ans=False)
-defvjp(E.cos, lambda g, ans, x: -g * sin(x), uses_ans=False)
-defvjp(E.tan, lambda g, ans, x: g * (ans * ans + 1.0))
-defvjp(E.arcsin, lambda g, ans, x: safe_divide(g, sqrt(1.0 - x * x)), uses_ans=False)
-defvjp(E.arccos, lambda g, ans, x: -safe_divide(g, sqrt(1.0 - x * x)), uses_ans=False)
-defvjp(E.arctan, lambda g, ans, x: g / (x * x + 1.0), uses_ans=False)
+defvjp(E.sin, lambda g, ans, x: g * cos(x), reads=[(0,)])
+defvjp(E.cos, lambda g, ans, x: -g * sin(x), reads=[(0,)])
+defvjp(E.tan, lambda g, ans, x: g * (ans * ans + 1.0), reads=[("ans",)])
+defvjp(E.arcsin, lambda g, ans, x: safe_divide(g, sqrt(1.0 - x * x)), reads=[(0,)])
+defvjp(E.arccos, lambda g, ans, x: -safe_divide(g, sqrt(1.0 - x * x)), reads=[(0,)])
+defvjp(E.arctan, lambda g, ans, x: g / (x * x + 1.0), reads=[(0,)])
 defvjp(E.arctan2,
        lambda g, ans, y, x: g * x / (x * x + y * y),
-       lambda g, ans, y, x: -g * y / (x * x + y * y), uses_ans=False)
-defvjp(E.hypot, lambda g, ans, x, y: safe_divide(g * x, ans), lambda g, ans, x, y: safe_divide(g * y, ans))
-defvjp(E.sinh, lambda g, ans, x: g * cosh(x), uses_ans=False)
-defvjp(E.cosh, lambda g, ans, x: g * sinh(x), uses_ans=False)
-defvjp(E.tanh, lambda g, ans, x: g * (1.0 - ans * ans))
-defvjp(E.arcsinh, lambda g, ans, x: g / sqrt(x * x + 1.0), uses_ans=False)
-defvjp(E.arccosh, lambda g, ans, x: safe_divide(g, sqrt(x * x - 1.0)), uses_ans=False)
-defvjp(E.arctanh, lambda g, ans, x: safe_divide(g, 1.0 - x * x), uses_ans=False)
+       lambda g, ans, y, x: -g * y / (x * x + y * y), reads=[(0, 1), (0, 1)])
+defvjp(E.hypot, lambda g, ans, x, y: safe_divide(g * x, ans), lambda g, ans, x, y: safe_divide(g * y, ans), reads=[(0, "ans"), (1, "ans")])
+defvjp(E.sinh, lambda g, ans, x: g * cosh(x), reads=[(0,)])
+defvjp(E.cosh, lambda g, ans, x: g * sinh(x), reads=[(0,)])
+defvjp(E.tanh, lambda g, ans, x: g * (1.0 - ans * ans), reads=[("ans",)])
+defvjp(E.arcsinh, lambda g, ans, x: g / sqrt(x * x + 1.0), reads=[(0,)])
+defvjp(E.arccosh, lambda g, ans, x: safe_divide(g, sqrt(x * x - 1.0)), reads=[(0,)])
+defvjp(E.arctanh, lambda g, ans, x: safe_divide(g, 1.0 - x * x), reads=[(0,)])
 
 
 def _pick(mine, other, g, ans):
@@ -137,16 +137,16 @@ def _pick(mine, other, g, ans):
 
 
 for _select in (E.maximum, E.minimum, E.fmax, E.fmin):
-    defvjp(_select, lambda g, ans, x, y: _pick(x, y, g, ans), lambda g, ans, x, y: _pick(y, x, g, ans))
+    defvjp(_select, lambda g, ans, x, y: _pick(x, y, g, ans), lambda g, ans, x, y: _pick(y, x, g, ans), reads=[(0, 1, "ans"), (0, 1, "ans")])
 
 defvjp(E.clip,
        lambda g, ans, a, a_min=None, a_max=None: where(strip(a) == strip(ans), g, 0.0),
        lambda g, ans, a, a_min=None, a_max=None: where(strip(a) < strip(a_min), g, 0.0),
-       lambda g, ans, a, a_min=None, a_max=None: where(strip(a) > strip(a_max), g, 0.0))
+       lambda g, ans, a, a_min=None, a_max=None: where(strip(a) > strip(a_max), g, 0.0), reads=[(0, "ans"), (0, 1), (0, 2)])
 defvjp(E._where3,
        None,
        lambda g, ans, c, x, y: where(c, g, 0.0),
-       lambda g, ans, c, x, y: where(c, 0.0, g), uses_ans=False)
+       lambda g, ans, c, x, y: where(c, 0.0, g), reads=[None, (0,), (0,)])
 def _safe_divide_numerator(h, ans, g, d):
     """1/d; but 0 where g == d == 0, where the output is pinned to 0: so a rule's cotangent that
     is zero in a masked-out `where` branch stays NaN-free to second order too."""
@@ -157,7 +157,7 @@ def _safe_divide_numerator(h, ans, g, d):
 
 
 defvjp(safe_divide, _safe_divide_numerator,
-       lambda h, ans, g, d: -safe_divide(h * g, d * d), uses_ans=False)
+       lambda h, ans, g, d: -safe_divide(h * g, d * d), reads=[(0, 1), (0, 1)])
 
 
 # --- reductions -----------------------------------------------------------------------------------
@@ -231,17 +231,16 @@ def _cumprod_rule(g, ans, a, axis=None, dtype=None, out=None):
     return _cumprod_grad(g, ans, a, axis)
 
 
-defvjp(R.sum, lambda g, ans, a, axis=None, dtype=None, out=None, keepdims=False: _expand(g, a, axis, keepdims),
-       uses_args=False, uses_ans=False)
-defvjp(R.mean, _mean_rule, uses_args=False, uses_ans=False)
+defvjp(R.sum, lambda g, ans, a, axis=None, dtype=None, out=None, keepdims=False: _expand(g, a, axis, keepdims), reads=[()])
+defvjp(R.mean, _mean_rule, reads=[()])
 defvjp(R.max, _extremum_rule)
 defvjp(R.min, _extremum_rule)
-defvjp(R.var, _var_rule, uses_ans=False)
-defvjp(R.prod, _prod_rule, uses_ans=False)
-defvjp(R.cumsum, _cumsum_rule, uses_ans=False)
-defvjp(R.cumprod, _cumprod_rule)
+defvjp(R.var, _var_rule, reads=[(0,)])
+defvjp(R.prod, _prod_rule, reads=[(0,)])
+defvjp(R.cumsum, _cumsum_rule, reads=[()])
+defvjp(R.cumprod, _cumprod_rule, reads=[(0, "ans")])
 defvjp(R.logsumexp, lambda g, ans, a, axis=None, keepdims=False:
-       _expand(g, a, axis, keepdims) * exp(a - _expand(ans, a, axis, keepdims)))
+       _expand(g, a, axis, keepdims) * exp(a - _expand(ans, a, axis, keepdims)), reads=[(0, "ans")])
 
 
 # --- shape ----------------------------------------------------------------------------------------
@@ -286,18 +285,17 @@ def _transpose_rule(g, ans, a, axes=None):
     return S.transpose(g, tuple(int(i) for i in np.argsort([int(ax) % nd for ax in axes])))
 
 
-defvjp(S._reshape_p, lambda g, ans, a, shape, order="C": S.reshape(g, shape_of(a), order),
-       uses_args=False, uses_ans=False)
-defvjp(S.transpose, _transpose_rule, uses_args=False, uses_ans=False)
-defvjp_argnum(S._concatenate_p, _concatenate_rule, uses_args=False, uses_ans=False)
-defvjp_argnum(S._stack_p, _stack_rule, uses_args=False, uses_ans=False)
-defvjp(S.pad_constant, _pad_rule, None, _pad_value_rule, uses_args=False, uses_ans=False)
+defvjp(S._reshape_p, lambda g, ans, a, shape, order="C": S.reshape(g, shape_of(a), order), reads=[()])
+defvjp(S.transpose, _transpose_rule, reads=[()])
+defvjp_argnum(S._concatenate_p, _concatenate_rule, reads=())
+defvjp_argnum(S._stack_p, _stack_rule, reads=())
+defvjp(S.pad_constant, _pad_rule, None, _pad_value_rule, reads=[(), None, ()])
 
 
 # --- indexing -------------------------------------------------------------------------------------
 
 def _scatter_into_zeros(g, x, idx):
-    return I.index_add(np.zeros_like(strip(x)), idx, g)
+    return I.index_add(zeros_like_value(x), idx, g)
 
 
 def _index_multiply_v(g, ans, x, idx, v):
@@ -326,18 +324,18 @@ def _index_multiply_v(g, ans, x, idx, v):
     return gx * S.reshape(R.prod(I.getitem(v_ext, others), axis=1), shape_of(gx))
 
 
-defvjp(I.getitem, lambda g, ans, x, idx: _scatter_into_zeros(g, x, idx), None, uses_ans=False)
-defvjp(I.index_add, lambda g, ans, x, idx, v: g, None, lambda g, ans, x, idx, v: I.getitem(g, idx), uses_ans=False)
+defvjp(I.getitem, lambda g, ans, x, idx: _scatter_into_zeros(g, x, idx), None, reads=[(), None])
+defvjp(I.index_add, lambda g, ans, x, idx, v: g, None, lambda g, ans, x, idx, v: I.getitem(g, idx), reads=[(), None, ()])
 defvjp(I.index_set, lambda g, ans, x, idx, v: I.index_set(g, idx, 0.0), None,
-       lambda g, ans, x, idx, v: I.getitem(g, idx), uses_ans=False)
+       lambda g, ans, x, idx, v: I.getitem(g, idx), reads=[(), None, ()])
 defvjp(I.index_multiply, lambda g, ans, x, idx, v: I.index_multiply(g, idx, v), None,
-       _index_multiply_v, uses_ans=False)
+       _index_multiply_v, reads=[(2,), None, (0, 2)])
 
 
 # --- products and contractions --------------------------------------------------------------------
 
 def _dot_a(g, ans, a, b):
-    if np.ndim(strip(a)) == 0 or np.ndim(strip(b)) == 0:
+    if len(shape_of(a)) == 0 or len(shape_of(b)) == 0:
         return g * b
     nb = len(shape_of(b))
     b_free = [] if nb == 1 else [ax for ax in range(nb) if ax != nb - 2]
@@ -346,7 +344,7 @@ def _dot_a(g, ans, a, b):
 
 
 def _dot_b(g, ans, a, b):
-    if np.ndim(strip(a)) == 0 or np.ndim(strip(b)) == 0:
+    if len(shape_of(a)) == 0 or len(shape_of(b)) == 0:
         return g * a
     a_free = list(range(len(shape_of(a)) - 1))
     r = C.tensordot(a, g, (a_free, a_free))
@@ -407,10 +405,10 @@ def _einsum_rule(argnum, g, ans, subscripts, *operands, optimize=False):
     return r
 
 
-defvjp(C.dot, _dot_a, _dot_b, uses_ans=False)
-defvjp(C.matmul, _matmul_a, _matmul_b, uses_ans=False)
-defvjp(C.tensordot, _tensordot_a, _tensordot_b, uses_ans=False)
-defvjp_argnum(C._einsum_p, _einsum_rule, uses_ans=False)
+defvjp(C.dot, _dot_a, _dot_b, reads=[(1,), (0,)])
+defvjp(C.matmul, _matmul_a, _matmul_b, reads=[(1,), (0,)])
+defvjp(C.tensordot, _tensordot_a, _tensordot_b, reads=[(1,), (0,)])
+defvjp_argnum(C._einsum_p, _einsum_rule, reads=("args",))
 
 
 # --- linear algebra -------------------------------------------------------------------------------
@@ -438,8 +436,8 @@ def _slogdet_rule(g, ans, a):
 
 
 defvjp(L.norm2, lambda g, ans, x, axis=None, keepdims=False:
-       safe_divide(_expand(g, x, axis, keepdims) * x, _expand(ans, x, axis, keepdims)))
-defvjp(L.inv, lambda g, ans, a: -C.matmul(C.matmul(_swap(ans), g), _swap(ans)))
-defvjp(L.det, _det_rule)
-defvjp(L.slogdet, _slogdet_rule)
-defvjp(L.solve, _solve_a, _solve_b)
+       safe_divide(_expand(g, x, axis, keepdims) * x, _expand(ans, x, axis, keepdims)), reads=[(0, "ans")])
+defvjp(L.inv, lambda g, ans, a: -C.matmul(C.matmul(_swap(ans), g), _swap(ans)), reads=[("ans",)])
+defvjp(L.det, _det_rule, reads=[(0, "ans")])
+defvjp(L.slogdet, _slogdet_rule, reads=[(0,)])
+defvjp(L.solve, _solve_a, _solve_b, reads=[(0, "ans"), (0,)])
