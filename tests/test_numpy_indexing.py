@@ -7,19 +7,18 @@ NumPy array."""
 
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 import fnn
 import fnn.numpy as fnp
 from gradcheck import check_grads
+from strategies import MAX_SIZE, arrays
+from strategies import shapes as _shapes
 
-MAX_SIZE = 12
 
 
 # --------------------------------------------------------------------------------------------
@@ -27,14 +26,9 @@ MAX_SIZE = 12
 
 
 def shapes(min_dims=0, max_dims=3, min_side=0, max_side=4, max_size=MAX_SIZE):
-    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
-                            max_side=max_side).filter(lambda s: math.prod(s) <= max_size)
+    return _shapes(min_dims, max_dims, min_side, max_side, max_size)
 
 
-@st.composite
-def arrays(draw, shape):
-    seed = draw(st.integers(0, 2**32 - 1))
-    return np.random.default_rng(seed).standard_normal(shape)
 
 
 @st.composite

@@ -12,29 +12,18 @@ import numpy as np
 import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
 import fnn
 import fnn.numpy as fnp
 from gradcheck import check_grads
+from strategies import arrays, shapes
 
-MAX_SIZE = 12
 
 
 # --------------------------------------------------------------------------------------------
 # Strategies and helpers
 
 
-def shapes(min_dims=0, max_dims=3, min_side=0, max_side=3, max_size=MAX_SIZE):
-    return hnp.array_shapes(min_dims=min_dims, max_dims=max_dims, min_side=min_side,
-                            max_side=max_side).filter(lambda s: math.prod(s) <= max_size)
-
-
-@st.composite
-def arrays(draw, shape):
-    """Standard-normal values (distinct almost surely) from a hypothesis-drawn seed."""
-    seed = draw(st.integers(0, 2**32 - 1))
-    return np.random.default_rng(seed).standard_normal(shape)
 
 
 @st.composite
