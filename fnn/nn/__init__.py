@@ -1,0 +1,1 @@
+"""fnn.nn: neural-network layers and their functional forms (`fnn.nn.functional`)."""
