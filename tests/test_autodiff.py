@@ -418,3 +418,25 @@ def test_defvjp_validates_reads():
         fnn.defvjp(p, lambda g, ans, x: g * 2.0, reads=[("x",)])
     with pytest.raises(ValueError, match="1 reads entries for 2 rules"):
         fnn.defvjp(p, lambda g, ans, x: g, lambda g, ans, x: g, reads=[()])
+
+
+def test_residual_primitive_passes_fwd_residuals_to_rules():
+    calls = []
+
+    def fwd(x):
+        e = np.exp(x)
+        calls.append("fwd")
+        return e / (1 + e), {"e": e}
+
+    def plain(x):
+        calls.append("fun")
+        return 1 / (1 + np.exp(-x))
+
+    sigmoid = fnn.primitive(plain, name="sigmoid", fwd=fwd)
+    fnn.defvjp(sigmoid, lambda g, res, x: g * res["e"] / (1 + res["e"]) ** 2, reads=[("ans",)])
+    x = np.linspace(-2, 2, 5)
+    s = 1 / (1 + np.exp(-x))
+    np.testing.assert_allclose(sigmoid(x), s)
+    assert calls == ["fun"]
+    np.testing.assert_allclose(fnn.grad(lambda x: fnp.sum(sigmoid(x)))(x), s * (1 - s))
+    assert calls[1:] == ["fwd"]

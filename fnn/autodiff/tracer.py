@@ -171,8 +171,10 @@ class Primitive:
     differentiable (a traced value there is used as a constant).
     """
 
-    def __init__(self, fun: Callable, name: str | None = None, multiple_results: bool = False):
+    def __init__(self, fun: Callable, name: str | None = None, multiple_results: bool = False,
+                 fwd: Callable | None = None):
         self.fun = fun
+        self.fwd = fwd
         self.name = name or getattr(fun, "__qualname__", None) or getattr(fun, "__name__", repr(fun))
         self.vjps: dict[int, Callable | None] = {}
         self.argnum_rule: Callable | None = None
@@ -280,7 +282,12 @@ def _bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
             )
         argnums.append(i)
         parents.append(a._node)
-    if nested:
+    res = None
+    if prim.fwd is not None:
+        # Residual primitive: fwd returns (output, residuals). Under enclosing traces, fwd's own
+        # operations are traced by them (so fwd must then be written with fnn.numpy).
+        ans, res = prim.fwd(*unboxed, **kwargs)
+    elif nested:
         ans = prim(*unboxed, **kwargs)  # the next enclosing trace records its own node
     else:
         try:
@@ -290,6 +297,12 @@ def _bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
             raise
     if not argnums:
         return ans
+    if res is not None:
+        if not _is_differentiable(ans):
+            return ans
+        keep, _ = prim.residual_plan(tuple(argnums)) if prim.reads is not None else (None, True)
+        return Box(ans, top, Node(prim, unboxed if keep is None else _keep_residuals(unboxed, keep),
+                                  kwargs, res, argnums, parents))
     if prim.multiple_results:
         node = Node(prim, unboxed, kwargs, ans, argnums, parents)
         return box_results(ans, top, node)
@@ -353,15 +366,20 @@ def box_results(results, top: int, node: Node) -> tuple:
 
 
 def primitive(fun: Callable | None = None, *, name: str | None = None,
-              multiple_results: bool = False) -> Any:
+              multiple_results: bool = False, fwd: Callable | None = None) -> Any:
     """Make `fun` a primitive: a function whose gradient comes from rules given by `defvjp`.
 
     Usable as a decorator. `fun` is called on plain arrays only; a primitive with
     `multiple_results=True` returns a tuple of arrays.
+
+    `fwd(*args, **kwargs) -> (output, residuals)` is optional: when given, it is used instead of
+    `fun` while differentiating, and its residuals (anything: saved intermediates such as im2col
+    columns or pooling argmaxes) reach the rules in place of `ans`, so the backward pass need not
+    recompute them. `fun` alone serves untraced calls (inference), so it computes no residuals.
     """
     if fun is None:
-        return lambda f: primitive(f, name=name, multiple_results=multiple_results)
-    return Primitive(fun, name=name, multiple_results=multiple_results)
+        return lambda f: primitive(f, name=name, multiple_results=multiple_results, fwd=fwd)
+    return Primitive(fun, name=name, multiple_results=multiple_results, fwd=fwd)
 
 
 _READS_ALL = ("args", "ans")
