@@ -31,8 +31,8 @@ def _with(args, i, value):
 
 def numerical_vjp(f, args, i, u, eps=EPS):
     """d<u, f(x)>/dx for argument i by central differences."""
-    x = np.asarray(args[i], dtype=np.float64)
-    grad = np.zeros_like(x)
+    x = np.ascontiguousarray(args[i], dtype=np.float64)
+    grad = np.zeros(x.shape)  # C-contiguous, so `flat` below is a view that writes into it
     flat = grad.reshape(-1)
     for k in range(x.size):
         step = np.zeros_like(x).reshape(-1)
