@@ -31,7 +31,7 @@ def _with(args, i, value):
 
 def numerical_vjp(f, args, i, u, eps=EPS):
     """d<u, f(x)>/dx for argument i by central differences."""
-    x = np.ascontiguousarray(args[i], dtype=np.float64)
+    x = np.array(args[i], dtype=np.float64, order="C")
     grad = np.zeros(x.shape)  # C-contiguous, so `flat` below is a view that writes into it
     flat = grad.reshape(-1)
     for k in range(x.size):
