@@ -6,7 +6,8 @@ rules composed by `grad`, `value_and_grad`, `vjp` and friends. See README.md.
 
 from fnn import backend, random, tree
 from fnn import numpy  # noqa: F401  (installs the array behaviour of traced values)
-from fnn import losses, optim
+from fnn import losses, nn, optim
+from fnn.model_summary import summary
 from fnn.autodiff import (
     NoGradientError,
     checkpoint,
@@ -27,7 +28,7 @@ from fnn.autodiff import (
 __version__ = "0.1.0"
 
 __all__ = [
-    "backend", "random", "tree", "numpy", "losses", "optim",
+    "backend", "random", "tree", "numpy", "nn", "losses", "optim", "summary",
     "grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian",
     "stop_gradient", "checkpoint", "custom_vjp", "primitive", "defvjp", "defvjp_argnum",
     "is_traced", "NoGradientError",

@@ -88,6 +88,14 @@ def concatenate(arrays: Sequence[Any], axis: int | None = 0) -> Any:
     return _concatenate_p(axis, *arrays)
 
 
+def _unstack(x, axis=0):
+    return tuple(np.moveaxis(x, axis, 0))
+
+
+unstack = prim(_unstack, name="unstack", multiple_results=True)
+unstack.__doc__ = "The slices of `x` along `axis`, as a tuple (NumPy's unstack); the inverse of stack."
+
+
 def stack(arrays: Sequence[Any], axis: int = 0) -> Any:
     """Join arrays along a new axis."""
     return _stack_p(axis, *list(arrays))

@@ -289,6 +289,7 @@ defvjp(S._reshape_p, lambda g, ans, a, shape, order="C": S.reshape(g, shape_of(a
 defvjp(S.transpose, _transpose_rule, reads=[()])
 defvjp_argnum(S._concatenate_p, _concatenate_rule, reads=())
 defvjp_argnum(S._stack_p, _stack_rule, reads=())
+defvjp(S.unstack, lambda g, ans, x, axis=0: S.stack(g, axis=axis), reads=[("ans",)])
 defvjp(S.pad_constant, _pad_rule, None, _pad_value_rule, reads=[(), None, ()])
 
 

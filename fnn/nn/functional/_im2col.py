@@ -1,0 +1,162 @@
+"""Plain-array kernels shared by convolution and pooling (no tracing here).
+
+Chainer's scheme: im2col is a loop over the kh*kw kernel offsets, each one strided slice copy of
+the padded input into a column buffer; col2im is the same loop with `+=`. Neither loops over
+pixels or over the batch.
+
+Column layout: (C, kh, kw, N, OH, OW), C-contiguous, i.e. a (C*kh*kw, N*OH*OW) matrix. With the
+channel axis first, the columns of group g are the contiguous block `cols.reshape(G, K/G, N*P)[g]`,
+so a grouped convolution is one batched matmul over groups, and an ungrouped one a single GEMM.
+
+`pads` is always (top, bottom, left, right); stride and dilation are pairs.
+Every function works on NumPy and CuPy arrays (only slicing, reshape, matmul, zeros/empty_like).
+"""
+
+from __future__ import annotations
+
+from fnn.backend import get_array_module
+
+__all__ = ["out_size", "im2col", "col2im", "cols_matmul", "weight_from_cols", "conv_input_grad",
+           "window_views", "pool_out_hw", "pad_nchw", "crop_nchw"]
+
+
+def out_size(n: int, k: int, s: int, p0: int, p1: int, d: int) -> int:
+    """Output length of a window of size k, stride s, dilation d over n cells padded by p0, p1."""
+    return (n + p0 + p1 - d * (k - 1) - 1) // s + 1
+
+
+def _spans(kh, kw, oh, ow, stride, dilation):
+    """For each kernel offset (i, j): the row and column slices it reads in the padded input."""
+    sh, sw = stride
+    dh, dw = dilation
+    rows = [slice(i * dh, i * dh + sh * (oh - 1) + 1, sh) for i in range(kh)]
+    cols = [slice(j * dw, j * dw + sw * (ow - 1) + 1, sw) for j in range(kw)]
+    return rows, cols
+
+
+def im2col(x, kh: int, kw: int, stride, pads, dilation, out_hw=None):
+    """Columns (C, kh, kw, N, OH, OW) of x (N, C, H, W). `out_hw` may ask for fewer output
+    positions than fit (the adjoint of a transposed convolution with output_padding)."""
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    pt, pb, pl, pr = pads
+    hp, wp = h + pt + pb, w + pl + pr
+    oh = out_size(h, kh, stride[0], pt, pb, dilation[0])
+    ow = out_size(w, kw, stride[1], pl, pr, dilation[1])
+    if out_hw is not None:
+        oh, ow = out_hw
+    xt = x.transpose(1, 0, 2, 3)
+    if pt or pb or pl or pr:
+        padded = xp.zeros_like(x, shape=(c, n, hp, wp))
+        padded[:, :, pt:pt + h, pl:pl + w] = xt
+    else:
+        padded = xt
+    cols = xp.empty_like(x, shape=(c, kh, kw, n, oh, ow))
+    rows, colsl = _spans(kh, kw, oh, ow, stride, dilation)
+    for i in range(kh):
+        for j in range(kw):
+            cols[:, i, j] = padded[:, :, rows[i], colsl[j]]
+    return cols
+
+
+def col2im(cols, hw, stride, pads, dilation):
+    """The adjoint of im2col: (C, kh, kw, N, OH, OW) -> (N, C, H, W), overlaps summed."""
+    xp = get_array_module(cols)
+    c, kh, kw, n, oh, ow = cols.shape
+    h, w = hw
+    pt, pb, pl, pr = pads
+    padded = xp.zeros_like(cols, shape=(c, n, h + pt + pb, w + pl + pr))
+    rows, colsl = _spans(kh, kw, oh, ow, stride, dilation)
+    for i in range(kh):
+        for j in range(kw):
+            padded[:, :, rows[i], colsl[j]] += cols[:, i, j]
+    return xp.ascontiguousarray(padded[:, :, pt:pt + h, pl:pl + w].transpose(1, 0, 2, 3))
+
+
+def _g2(g):
+    """Output cotangent (N, O, OH, OW) as an (O, N*OH*OW) matrix (one transposing copy)."""
+    n, o = g.shape[:2]
+    return g.transpose(1, 0, 2, 3).reshape(o, -1)
+
+
+def cols_matmul(w, cols, groups: int):
+    """The convolution from columns: w (O, C/G, kh, kw) x cols -> y (N, O, OH, OW), a
+    non-contiguous view (O-major memory); callers copy it once, adding the bias on the way."""
+    xp = get_array_module(w, cols)
+    o = w.shape[0]
+    _, _, _, n, oh, ow = cols.shape
+    if groups == 1:
+        y = xp.matmul(w.reshape(o, -1), cols.reshape(-1, n * oh * ow))
+    else:
+        y = xp.matmul(w.reshape(groups, o // groups, -1),
+                      cols.reshape(groups, -1, n * oh * ow)).reshape(o, -1)
+    return y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
+
+
+def weight_from_cols(g, cols, w_shape, groups: int):
+    """Weight cotangent: g (N, O, OH, OW) against the columns -> (O, C/G, kh, kw)."""
+    xp = get_array_module(g, cols)
+    o = w_shape[0]
+    g2 = _g2(g)
+    npix = g2.shape[1]
+    if groups == 1:
+        dw = xp.matmul(g2, cols.reshape(-1, npix).T)
+    else:
+        dw = xp.matmul(g2.reshape(groups, o // groups, npix),
+                       cols.reshape(groups, -1, npix).transpose(0, 2, 1))
+    return dw.reshape(w_shape)
+
+
+def conv_input_grad(g, w, hw, stride, pads, dilation, groups: int):
+    """Input cotangent of a convolution (also the transposed convolution of g by w):
+    g (N, O, OH, OW), w (O, C/G, kh, kw) -> (N, C, H, W) with (H, W) = hw."""
+    xp = get_array_module(g, w)
+    o, cg, kh, kw = w.shape
+    n, _, oh, ow = g.shape
+    g2 = _g2(g)
+    if groups == 1:
+        dcols = xp.matmul(w.reshape(o, -1).T, g2)
+    else:
+        dcols = xp.matmul(w.reshape(groups, o // groups, -1).transpose(0, 2, 1),
+                          g2.reshape(groups, o // groups, -1))
+    dcols = dcols.reshape(cg * groups, kh, kw, n, oh, ow)
+    return col2im(dcols, hw, stride, pads, dilation)
+
+
+# --- pooling: the same offset loop over (N, C, H, W) directly -------------------------------------
+
+def pool_out_hw(hw, kernel, stride, pads):
+    return (out_size(hw[0], kernel[0], stride[0], pads[0], pads[1], 1),
+            out_size(hw[1], kernel[1], stride[1], pads[2], pads[3], 1))
+
+
+def window_views(padded, kernel, stride, out_hw):
+    """Yield (k, view) for each kernel offset k = i*kw + j: the strided view of the padded
+    (N, C, Hp, Wp) array that this offset reads for every output cell."""
+    rows, colsl = _spans(kernel[0], kernel[1], out_hw[0], out_hw[1], stride, (1, 1))
+    k = 0
+    for i in range(kernel[0]):
+        for j in range(kernel[1]):
+            yield k, padded[:, :, rows[i], colsl[j]]
+            k += 1
+
+
+def pad_nchw(x, pads, value):
+    """x (N, C, H, W) padded with the constant `value` (x itself when there is no padding)."""
+    pt, pb, pl, pr = pads
+    if not (pt or pb or pl or pr):
+        return x
+    xp = get_array_module(x)
+    n, c, h, w = x.shape
+    out = xp.full_like(x, value, shape=(n, c, h + pt + pb, w + pl + pr)) if value else \
+        xp.zeros_like(x, shape=(n, c, h + pt + pb, w + pl + pr))
+    out[:, :, pt:pt + h, pl:pl + w] = x
+    return out
+
+
+def crop_nchw(padded, hw, pads):
+    pt, _, pl, _ = pads
+    if not any(pads):
+        return padded
+    return padded[:, :, pt:pt + hw[0], pl:pl + hw[1]]
+

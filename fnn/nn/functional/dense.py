@@ -1,0 +1,62 @@
+"""The dense (fully connected) layer as one primitive: y = x @ w + b, weights laid out (in, out)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+import fnn.numpy as fnp
+from fnn.autodiff.tracer import defvjp, primitive
+
+__all__ = ["dense"]
+
+
+def _shape(a):
+    return tuple(getattr(a, "shape", ()))
+
+
+def _dense_fun(x, w, b):
+    y = np.matmul(x, w)
+    if b is not None:
+        y += b
+    return y
+
+
+_dense = primitive(_dense_fun, name="fnn.nn.functional.dense")
+
+
+def _x_rule(g, ans, x, w, b):
+    return fnp.matmul(g, fnp.transpose(w))
+
+
+def _w_rule(g, ans, x, w, b):
+    n_in = _shape(x)[-1]
+    n_out = _shape(g)[-1]
+    return fnp.matmul(fnp.transpose(fnp.reshape(x, (-1, n_in))), fnp.reshape(g, (-1, n_out)))
+
+
+def _b_rule(g, ans, x, w, b):
+    return fnp.sum(fnp.reshape(g, (-1, _shape(g)[-1])), axis=0)
+
+
+defvjp(_dense, _x_rule, _w_rule, _b_rule, reads=[(1,), (0,), ()])
+
+
+def dense(x, w, b=None):
+    """x @ w + b for x of shape (..., in), w of shape (in, out) and b of shape (out,) or None.
+
+    One primitive with hand-written rules: the tape keeps w for x's cotangent (g @ w.T) and x for
+    w's (x reshaped to 2-D, transposed, @ g); b's cotangent (g summed over the leading axes) needs
+    neither.
+    """
+    xs, ws = _shape(x), _shape(w)
+    if len(ws) != 2:
+        raise ValueError(f"dense: the weight must be 2-D (in, out), got w shape {ws} (x shape {xs})")
+    if len(xs) < 1:
+        raise ValueError(f"dense: the input must have a feature axis, got x shape {xs} (w shape {ws})")
+    if xs[-1] != ws[0]:
+        raise ValueError(f"dense: input has {xs[-1]} features but the weight expects {ws[0]} "
+                         f"(x shape {xs}, w shape {ws})")
+    if b is not None and _shape(b) != (ws[1],):
+        raise ValueError(f"dense: the bias must have shape ({ws[1]},) to match the weight's "
+                         f"{ws[1]} outputs, got b shape {_shape(b)} (w shape {ws})")
+    return _dense(x, w, b)

@@ -1,0 +1,219 @@
+"""Normalisation: batch norm (training and inference forms), layer norm and group norm.
+
+batch_norm and layer_norm are one primitive each, with the standard fused backward formula
+    dx = (1/N) * inv_std * (N * gs - sum(gs) - xhat * sum(gs * xhat)),   gs = g * scale,
+reading the normalised input `xhat` and `inv_std` that the forward pass saves as residuals (so the
+tape holds neither the centred input nor the statistics twice). The forward passes and the rules
+are written with fnn.numpy, so both can be differentiated again. group_norm reuses layer_norm's
+primitive over groups. Scale and bias have shape (C,) and may be None.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+import fnn.numpy as fnp
+from fnn.autodiff.tracer import defvjp, primitive, strip
+
+__all__ = ["batch_norm", "batch_stats", "batch_norm_inference", "layer_norm", "group_norm"]
+
+
+def _shape(a):
+    return tuple(getattr(a, "shape", ()))
+
+
+def _bn_axes(ndim):
+    return (0,) + tuple(range(2, ndim))
+
+
+def _channel_shape(ndim, c):
+    return (1, c) + (1,) * (ndim - 2)
+
+
+def _check_affine(name, x, scale, bias, axis_text, c):
+    for what, p in (("scale", scale), ("bias", bias)):
+        if p is not None and _shape(p) != (c,):
+            raise ValueError(f"{name}: {what} has shape {_shape(p)} but the input has {c} "
+                             f"{axis_text} (x shape {_shape(x)}, {what} shape {_shape(p)}); "
+                             f"expected {what} shape ({c},)")
+
+
+# --- batch norm -------------------------------------------------------------------------------
+
+def _bn_forward(x, scale, bias, eps=1e-5):
+    nd = len(_shape(x))
+    axes = _bn_axes(nd)
+    mean = fnp.mean(x, axis=axes, keepdims=True)
+    xc = x - mean
+    var = fnp.mean(xc * xc, axis=axes, keepdims=True)
+    inv_std = 1.0 / fnp.sqrt(var + eps)
+    xhat = xc * inv_std
+    y = xhat
+    cshape = _channel_shape(nd, _shape(x)[1])
+    if scale is not None:
+        y = y * fnp.reshape(scale, cshape)
+    if bias is not None:
+        y = y + fnp.reshape(bias, cshape)
+    return y, (xhat, inv_std)
+
+
+def _bn_fun(x, scale, bias, eps=1e-5):
+    return _bn_forward(x, scale, bias, eps)[0]
+
+
+_batch_norm = primitive(_bn_fun, name="fnn.nn.functional.batch_norm", fwd=_bn_forward)
+
+
+def _bn_x_rule(g, res, x, scale, bias, eps=1e-5):
+    xhat, inv_std = res
+    gshape = _shape(g)
+    axes = _bn_axes(len(gshape))
+    n = math.prod(gshape[a] for a in axes)
+    gs = g if scale is None else g * fnp.reshape(scale, _channel_shape(len(gshape), gshape[1]))
+    sum_gs = fnp.sum(gs, axis=axes, keepdims=True)
+    sum_gsx = fnp.sum(gs * xhat, axis=axes, keepdims=True)
+    return (inv_std * (1.0 / n)) * (gs * float(n) - sum_gs - xhat * sum_gsx)
+
+
+def _bn_scale_rule(g, res, x, scale, bias, eps=1e-5):
+    return fnp.sum(g * res[0], axis=_bn_axes(len(_shape(g))))
+
+
+def _bn_bias_rule(g, res, x, scale, bias, eps=1e-5):
+    return fnp.sum(g, axis=_bn_axes(len(_shape(g))))
+
+
+defvjp(_batch_norm, _bn_x_rule, _bn_scale_rule, _bn_bias_rule,
+       reads=[(1, "ans"), ("ans",), ()])
+
+
+def _check_bn_input(name, x, scale, bias):
+    xs = _shape(x)
+    if len(xs) < 2:
+        raise ValueError(f"{name}: the input must be (N, C, ...) with at least 2 axes, got x shape "
+                         f"{xs} (scale shape {_shape(scale) if scale is not None else None})")
+    _check_affine(name, x, scale, bias, "channels on axis 1", xs[1])
+
+
+def batch_norm(x, scale=None, bias=None, *, eps=1e-5):
+    """Normalise x of shape (N, C, ...) with the statistics of the batch: the mean and the biased
+    variance over every axis but axis 1; then `* scale + bias` per channel (each (C,) or None)."""
+    _check_bn_input("batch_norm", x, scale, bias)
+    return _batch_norm(x, scale, bias, eps=float(eps))
+
+
+def batch_stats(x, ddof=0):
+    """(mean, var), each of shape (C,), of x (N, C, ...) over every axis but axis 1, as plain arrays
+    (no gradient flows through them): for running statistics. `ddof=1` gives the unbiased variance
+    that PyTorch keeps in its running_var; the default 0 is the variance batch_norm divides by."""
+    x = strip(x)
+    xs = _shape(x)
+    if len(xs) < 2:
+        raise ValueError(f"batch_stats: the input must be (N, C, ...) with at least 2 axes, got x "
+                         f"shape {xs}")
+    axes = _bn_axes(len(xs))
+    mean = np.mean(x, axis=axes)
+    n = math.prod(xs[a] for a in axes)
+    centred = x - np.reshape(mean, _channel_shape(len(xs), xs[1]))
+    var = np.sum(centred * centred, axis=axes) / max(n - ddof, 1)
+    return mean, var.astype(mean.dtype, copy=False)
+
+
+def batch_norm_inference(x, scale, bias, mean, var, *, eps=1e-5):
+    """Normalise x (N, C, ...) with given per-channel statistics `mean` and `var` (each (C,)):
+    (x - mean) / sqrt(var + eps) * scale + bias. Differentiable in x, scale and bias."""
+    _check_bn_input("batch_norm_inference", x, scale, bias)
+    c = _shape(x)[1]
+    for what, p in (("mean", mean), ("var", var)):
+        if _shape(p) != (c,):
+            raise ValueError(f"batch_norm_inference: {what} has shape {_shape(p)} but the input has "
+                             f"{c} channels on axis 1 (x shape {_shape(x)}, {what} shape {_shape(p)})")
+    a = 1.0 / fnp.sqrt(var + float(eps))
+    if scale is not None:
+        a = a * scale
+    b = -(mean * a)
+    if bias is not None:
+        b = b + bias
+    cshape = _channel_shape(len(_shape(x)), c)
+    return x * fnp.reshape(a, cshape) + fnp.reshape(b, cshape)
+
+
+# --- layer norm -------------------------------------------------------------------------------
+
+def _ln_forward(x, scale, bias, eps=1e-5):
+    mean = fnp.mean(x, axis=-1, keepdims=True)
+    xc = x - mean
+    var = fnp.mean(xc * xc, axis=-1, keepdims=True)
+    inv_std = 1.0 / fnp.sqrt(var + eps)
+    xhat = xc * inv_std
+    y = xhat
+    if scale is not None:
+        y = y * scale
+    if bias is not None:
+        y = y + bias
+    return y, (xhat, inv_std)
+
+
+def _ln_fun(x, scale, bias, eps=1e-5):
+    return _ln_forward(x, scale, bias, eps)[0]
+
+
+_layer_norm = primitive(_ln_fun, name="fnn.nn.functional.layer_norm", fwd=_ln_forward)
+
+
+def _ln_x_rule(g, res, x, scale, bias, eps=1e-5):
+    xhat, inv_std = res
+    d = _shape(g)[-1]
+    gs = g if scale is None else g * scale
+    sum_gs = fnp.sum(gs, axis=-1, keepdims=True)
+    sum_gsx = fnp.sum(gs * xhat, axis=-1, keepdims=True)
+    return (inv_std * (1.0 / d)) * (gs * float(d) - sum_gs - xhat * sum_gsx)
+
+
+def _lead_sum(v):
+    """Sum over every axis but the last: the cotangent of a (D,) parameter broadcast over v."""
+    return fnp.sum(v, axis=tuple(range(len(_shape(v)) - 1)))
+
+
+defvjp(_layer_norm,
+       _ln_x_rule,
+       lambda g, res, x, scale, bias, eps=1e-5: _lead_sum(g * res[0]),
+       lambda g, res, x, scale, bias, eps=1e-5: _lead_sum(g),
+       reads=[(1, "ans"), ("ans",), ()])
+
+
+def layer_norm(x, scale=None, bias=None, *, eps=1e-5):
+    """Normalise x over its last axis (mean 0, biased variance 1), then `* scale + bias`
+    (each of shape (D,), D = x.shape[-1], or None)."""
+    xs = _shape(x)
+    if len(xs) < 1:
+        raise ValueError(f"layer_norm: the input must have at least 1 axis, got x shape {xs}")
+    _check_affine("layer_norm", x, scale, bias, "features on its last axis", xs[-1])
+    return _layer_norm(x, scale, bias, eps=float(eps))
+
+
+# --- group norm -------------------------------------------------------------------------------
+
+def group_norm(x, num_groups, scale=None, bias=None, *, eps=1e-5):
+    """Normalise x (N, C, ...) over each group of C // num_groups channels together with the
+    spatial axes (as PyTorch's GroupNorm), then `* scale + bias` per channel (each (C,) or None)."""
+    xs = _shape(x)
+    if len(xs) < 2:
+        raise ValueError(f"group_norm: the input must be (N, C, ...) with at least 2 axes, got x "
+                         f"shape {xs}")
+    c = xs[1]
+    if not isinstance(num_groups, (int, np.integer)) or num_groups < 1 or c % num_groups:
+        raise ValueError(f"group_norm: num_groups={num_groups!r} must be a positive divisor of the "
+                         f"{c} channels (x shape {xs})")
+    _check_affine("group_norm", x, scale, bias, "channels on axis 1", c)
+    n = xs[0]
+    grouped = fnp.reshape(x, (n, int(num_groups), math.prod(xs[1:]) // int(num_groups)))
+    y = fnp.reshape(_layer_norm(grouped, None, None, eps=float(eps)), xs)
+    cshape = _channel_shape(len(xs), c)
+    if scale is not None:
+        y = y * fnp.reshape(scale, cshape)
+    if bias is not None:
+        y = y + fnp.reshape(bias, cshape)
+    return y
