@@ -281,3 +281,39 @@ def test_embedding_layer():
     np.testing.assert_array_equal(y, params["table"][ids])
     with pytest.raises(nn.ShapeError, match="integer"):
         layer.init(key(), nn.ShapeDtype((2, 3), np.float32))
+
+
+@pytest.mark.parametrize("layer,shape", [
+    (nn.Conv2d(8, 3, stride=2, padding=1), (2, 3, 9, 10)),
+    (nn.Conv2d(6, (3, 1), padding="same", dilation=2, groups=3), (1, 3, 7, 7)),
+    (nn.Conv1d(4, 5, stride=2, padding=2), (2, 3, 11)),
+    (nn.ConvTranspose2d(4, 3, stride=2, padding=1, output_padding=1), (2, 3, 5, 6)),
+    (nn.MaxPool2d(3, stride=2, padding=1), (2, 3, 9, 9)),
+    (nn.AvgPool2d(2), (2, 3, 8, 7)),
+    (nn.GlobalAvgPool(), (2, 3, 5, 5)),
+    (nn.AdaptiveAvgPool2d((3, None)), (2, 3, 7, 5)),
+])
+def test_shape_inference_agrees_with_apply(layer, shape):
+    params, state = layer.init(key(), nn.ShapeDtype(shape))
+    y, _ = layer.apply(params, state, np.ones(shape, np.float32))
+    assert layer.output_spec(nn.ShapeDtype(shape)).shape == y.shape
+
+
+def test_shape_only_init_of_a_large_input_is_cheap():
+    # A 224x224 ImageNet-size input: init reads only the shape (no forward pass is run).
+    model = nn.Sequential([nn.Conv2d(64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                           nn.Conv2d(128, 3, padding=1), nn.GlobalAvgPool(), nn.Dense(1000)])
+    params, _ = model.init(key(), nn.ShapeDtype((256, 3, 224, 224)))
+    assert model.output_spec(nn.ShapeDtype((256, 3, 224, 224))).shape == (256, 1000)
+    assert nn.count_params(params) == 64 * 27 + 64 + 128 * 64 * 9 + 128 + 128 * 1000 + 1000
+
+
+def test_conv_layer_errors_name_layer_and_shapes():
+    model = nn.Sequential([nn.Conv2d(4, 3)])
+    params, state = model.init(key(), nn.ShapeDtype((1, 3, 8, 8)))
+    with pytest.raises(nn.ShapeError, match=r"conv_0: Conv2d: input has 2 channels but the weight expects 3"):
+        model.apply(params, state, np.ones((1, 2, 8, 8), np.float32))
+    with pytest.raises(nn.ShapeError, match=r"Conv2d: .*\(N, C, H, W\).*\(8, 8\)"):
+        nn.Conv2d(4, 3).init(key(), nn.ShapeDtype((8, 8)))
+    with pytest.raises(nn.ShapeError, match="larger than the padded input"):
+        nn.Conv2d(4, 5).init(key(), nn.ShapeDtype((1, 3, 3, 3)))

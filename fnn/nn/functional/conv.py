@@ -285,3 +285,29 @@ def conv_transpose2d(x, w, b=None, *, stride=1, padding=0, output_padding=0, dil
         raise ValueError(f"{fn}: the output would have spatial size {hw} {both}, padding={p}")
     return _conv_t_p(x, w, b, hw=hw, stride=st, pads=(p[0], p[0], p[1], p[1]), dilation=dil,
                      groups=groups)
+
+
+def conv_output_shape(x: Any, w: Any, *, stride=1, padding=0, dilation=1, groups=1) -> tuple:
+    """The shape conv1d/conv2d would return for `x` and `w` (arrays or anything with `.shape`),
+    checked and computed without running the convolution."""
+    nd = len(_shape(x)) - 2
+    fn = "conv1d" if nd == 1 else "conv2d"
+    st, pads, dil = _conv_setup(fn, x, w, None, stride, padding, dilation, groups, nd)
+    xs, ws = _shape(x), _shape(w)
+    spatial = xs[2:] if nd == 2 else (1,) + xs[2:]
+    kernel = ws[2:] if nd == 2 else (1,) + ws[2:]
+    out = tuple((n + p0 + p1 - d * (k - 1) - 1) // s + 1
+                for n, k, s, d, (p0, p1) in zip(spatial, kernel, st, dil, (pads[:2], pads[2:])))
+    return (xs[0], ws[0]) + (out if nd == 2 else out[1:])
+
+
+def conv_transpose_output_shape(x: Any, w: Any, *, stride=1, padding=0, output_padding=0,
+                                dilation=1, groups=1) -> tuple:
+    """The shape conv_transpose2d would return (PyTorch's output size), without running it."""
+    xs, ws = _shape(x), _shape(w)
+    st, pad, opad, dil = (_ints(v, 2, what, "conv_transpose2d") for v, what in
+                          ((stride, "stride"), (padding, "padding"), (output_padding, "output_padding"),
+                           (dilation, "dilation")))
+    out = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1
+                for n, k, s, p, op, d in zip(xs[2:], ws[2:], st, pad, opad, dil))
+    return (xs[0], ws[1] * groups) + out

@@ -255,3 +255,15 @@ def adaptive_avg_pool2d(x, output_size):
     a_h = _adaptive_matrix(plain, h, oh)
     a_wt = _adaptive_matrix(plain, w, ow).T
     return fnp.matmul(fnp.matmul(a_h, x), a_wt)
+
+
+def pool_output_shape(x: Any, kernel_size, stride=None, padding=0) -> tuple:
+    """The shape max_pool2d / avg_pool2d (or the 1-D forms) would return, without running them."""
+    xs = tuple(getattr(x, "shape", ()))
+    nd = len(xs) - 2
+    kernel, st, pads = _pool_setup("max_pool1d" if nd == 1 else "max_pool2d", x, kernel_size, stride,
+                                   padding, nd)
+    spatial = xs[2:] if nd == 2 else (1,) + xs[2:]
+    out = tuple((n + p0 + p1 - k) // s + 1
+                for n, k, s, (p0, p1) in zip(spatial, kernel, st, (pads[:2], pads[2:])))
+    return xs[:2] + (out if nd == 2 else out[1:])

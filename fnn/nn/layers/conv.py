@@ -6,7 +6,6 @@ import math
 from typing import Any, Callable
 
 import attrs
-import numpy as np
 
 from fnn import random
 from fnn.nn import initializers as init
@@ -16,11 +15,6 @@ from fnn.nn.module import Module, ShapeDtype
 
 __all__ = ["Conv1d", "Conv2d", "ConvTranspose2d", "MaxPool2d", "AvgPool2d", "GlobalAvgPool",
            "AdaptiveAvgPool2d"]
-
-
-def _zeros_probe(spec: ShapeDtype) -> np.ndarray:
-    """A zero array of `spec`, to learn an op's output shape by running it on one example."""
-    return np.zeros(spec.shape, spec.dtype)
 
 
 @attrs.frozen
@@ -61,8 +55,14 @@ class _ConvBase(Module):
         if self.use_bias:
             params["b"] = (self.b_init or init.torch_default_uniform(fan_in))(k_b, (self.out_channels,),
                                                                               spec.dtype)
-        out = self._forward(_zeros_probe(ShapeDtype((1,) + spec.shape[1:], spec.dtype)), params)
-        return params, {}, ShapeDtype((spec.shape[0],) + out.shape[1:], spec.dtype)
+        return params, {}, ShapeDtype(self._output_shape(spec, ShapeDtype(w_shape)), spec.dtype)
+
+    def _output_shape(self, spec, w_spec) -> tuple:
+        try:
+            return F.conv_output_shape(spec, w_spec, stride=self.stride, padding=self.padding,
+                                       dilation=self.dilation, groups=self.groups)
+        except ValueError as exc:
+            raise self.shape_error(str(exc)) from None
 
     def apply(self, params, state, x, *, key=None, train=False):
         in_channels = self._check_input(tuple(x.shape))
@@ -116,8 +116,10 @@ class ConvTranspose2d(_ConvBase):
         if self.use_bias:
             params["b"] = (self.b_init or init.torch_default_uniform(fan_in))(k_b, (self.out_channels,),
                                                                               spec.dtype)
-        out = self._forward(_zeros_probe(ShapeDtype((1,) + spec.shape[1:], spec.dtype)), params)
-        return params, {}, ShapeDtype((spec.shape[0],) + out.shape[1:], spec.dtype)
+        out = F.conv_transpose_output_shape(spec, ShapeDtype(w_shape), stride=self.stride,
+                                            padding=self.padding, output_padding=self.output_padding,
+                                            dilation=self.dilation, groups=self.groups)
+        return params, {}, ShapeDtype(out, spec.dtype)
 
     def apply(self, params, state, x, *, key=None, train=False):
         in_channels = self._check_input(tuple(x.shape))
@@ -135,13 +137,15 @@ class ConvTranspose2d(_ConvBase):
 
 @attrs.frozen
 class _Pool(Module):
-    """A parameter-free layer whose output shape is found by running it on a one-example probe."""
+    """A parameter-free layer over (N, C, ...) inputs; `_output_shape` computes its output shape."""
 
     def init_with_output(self, key, spec):
         if len(spec.shape) < 3:
             raise self.shape_error(f"expects inputs of shape (N, C, ...), got shape {spec.shape}")
-        out = self._forward(_zeros_probe(ShapeDtype((1,) + spec.shape[1:], spec.dtype)))
-        return {}, {}, ShapeDtype((spec.shape[0],) + out.shape[1:], spec.dtype)
+        try:
+            return {}, {}, ShapeDtype(self._output_shape(spec), spec.dtype)
+        except ValueError as exc:
+            raise self.shape_error(str(exc)) from None
 
     def apply(self, params, state, x, *, key=None, train=False):
         return self._forward(x), state
@@ -156,6 +160,9 @@ class MaxPool2d(_Pool):
     stride: Any = attrs.field(default=None, kw_only=True)
     padding: Any = attrs.field(default=0, kw_only=True)
 
+    def _output_shape(self, spec):
+        return P.pool_output_shape(spec, self.kernel_size, self.stride, self.padding)
+
     def _forward(self, x):
         return P.max_pool2d(x, self.kernel_size, self.stride, self.padding)
 
@@ -169,6 +176,9 @@ class AvgPool2d(_Pool):
     stride: Any = attrs.field(default=None, kw_only=True)
     padding: Any = attrs.field(default=0, kw_only=True)
 
+    def _output_shape(self, spec):
+        return P.pool_output_shape(spec, self.kernel_size, self.stride, self.padding)
+
     def _forward(self, x):
         return P.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
 
@@ -178,6 +188,9 @@ class GlobalAvgPool(_Pool):
     """The mean over every spatial axis: (N, C, ...) -> (N, C)."""
 
     kind = "global_avg_pool"
+
+    def _output_shape(self, spec):
+        return tuple(spec.shape[:2])
 
     def _forward(self, x):
         return P.global_avg_pool(x)
@@ -189,6 +202,10 @@ class AdaptiveAvgPool2d(_Pool):
 
     kind = "adaptive_avg_pool"
     output_size: Any = attrs.field(default=1)
+
+    def _output_shape(self, spec):
+        size = (self.output_size,) * 2 if isinstance(self.output_size, int) else tuple(self.output_size)
+        return tuple(spec.shape[:2]) + tuple(n if o is None else o for o, n in zip(size, spec.shape[2:]))
 
     def _forward(self, x):
         return P.adaptive_avg_pool2d(x, self.output_size)
