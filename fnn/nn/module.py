@@ -87,7 +87,11 @@ class Module:
         """Rows (path, type, output shape, parameter count, state count) for `fnn.summary`,
         and the output spec. Containers override this to list their children."""
         params, state, out = self.init_with_output(key, spec)
-        return [(path, type(self).__name__, out.shape, count_params(params), count_params(state))], out
+        return [(path, self.type_name(), out.shape, count_params(params), count_params(state))], out
+
+    def type_name(self) -> str:
+        """The layer's type as a summary shows it."""
+        return type(self).__name__
 
     def display_name(self) -> str:
         return self.name or self.kind

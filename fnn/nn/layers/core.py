@@ -119,9 +119,14 @@ class Activation(Module):
 
     kind = "activation"
     fn: Callable = attrs.field(default=None)
+    label: str | None = attrs.field(default=None, kw_only=True)
+    stem: str | None = attrs.field(default=None, kw_only=True)
 
     def display_name(self) -> str:
-        return self.name or getattr(self.fn, "__name__", self.kind)
+        return self.name or self.stem or getattr(self.fn, "__name__", self.kind)
+
+    def type_name(self) -> str:
+        return self.label or type(self).__name__
 
     def init_with_output(self, key, spec):
         return {}, {}, spec
@@ -130,25 +135,24 @@ class Activation(Module):
         return self.fn(x), state
 
 
-def _activation(fn_name: str, kind: str, doc: str, **fixed):
+def _activation(fn_name: str, label: str, doc: str):
     def make(**kwargs):
         fn = getattr(activations, fn_name)
-        options = {**fixed, **{k: v for k, v in kwargs.items() if k != "name"}}
+        options = {k: v for k, v in kwargs.items() if k != "name"}
         bound = (lambda x: fn(x, **options)) if options else fn
-        bound.__name__ = kind
-        return Activation(fn=bound, name=kwargs.get("name"))
+        return Activation(fn=bound, name=kwargs.get("name"), label=label, stem=fn_name)
 
-    make.__name__ = make.__qualname__ = kind
+    make.__name__ = make.__qualname__ = label
     make.__doc__ = doc
     return make
 
 
-ReLU = _activation("relu", "relu", "The ReLU layer.")
-GELU = _activation("gelu", "gelu", "The GELU layer (exact unless approximate='tanh').")
-Sigmoid = _activation("sigmoid", "sigmoid", "The logistic sigmoid layer.")
-Tanh = _activation("tanh", "tanh", "The tanh layer.")
-SiLU = _activation("silu", "silu", "The SiLU (swish) layer.")
-LeakyReLU = _activation("leaky_relu", "leaky_relu", "The leaky ReLU layer (negative_slope=0.01).")
-ELU = _activation("elu", "elu", "The ELU layer (alpha=1.0).")
-Softmax = _activation("softmax", "softmax", "Softmax over `axis` (default -1).")
-LogSoftmax = _activation("log_softmax", "log_softmax", "Log-softmax over `axis` (default -1).")
+ReLU = _activation("relu", "ReLU", "The ReLU layer.")
+GELU = _activation("gelu", "GELU", "The GELU layer (exact unless approximate='tanh').")
+Sigmoid = _activation("sigmoid", "Sigmoid", "The logistic sigmoid layer.")
+Tanh = _activation("tanh", "Tanh", "The tanh layer.")
+SiLU = _activation("silu", "SiLU", "The SiLU (swish) layer.")
+LeakyReLU = _activation("leaky_relu", "LeakyReLU", "The leaky ReLU layer (negative_slope=0.01).")
+ELU = _activation("elu", "ELU", "The ELU layer (alpha=1.0).")
+Softmax = _activation("softmax", "Softmax", "Softmax over `axis` (default -1).")
+LogSoftmax = _activation("log_softmax", "LogSoftmax", "Log-softmax over `axis` (default -1).")
