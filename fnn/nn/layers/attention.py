@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any, Callable
 
 import attrs
@@ -50,7 +51,12 @@ class MultiHeadAttention(Module):
             raise self.shape_error(f"d_model {d} (input shape {spec.shape}) is not divisible by "
                                    f"num_heads {self.num_heads}")
         k = random.split(key, 4)
-        xavier = init.glorot_uniform()
+        # PyTorch draws the packed (3d, d) in-projection with Xavier: fans d and 3d
+        limit = math.sqrt(6.0 / (d + 3 * d))
+
+        def xavier(k_, shape, dtype):
+            return random.uniform(k_, shape, dtype, minval=-limit, maxval=limit)
+
         params = {"wq": xavier(k[0], (d, d), spec.dtype), "wk": xavier(k[1], (d, d), spec.dtype),
                   "wv": xavier(k[2], (d, d), spec.dtype),
                   "wo": init.torch_default_uniform(d)(k[3], (d, d), spec.dtype)}
