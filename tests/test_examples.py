@@ -1,6 +1,7 @@
 """The example programs run and do what they claim."""
 
 import numpy as np
+import pytest
 
 from fnn_examples import linear_regression
 
@@ -15,3 +16,48 @@ def test_linear_regression_recovers_the_true_weights(capsys):
 def test_linear_regression_main_prints_its_result(capsys):
     linear_regression.main(["--epochs", "20"])
     assert "learned w" in capsys.readouterr().out
+
+
+def _needs_mnist():
+    from fnn import data
+
+    try:
+        data.mnist("test", download=False)
+    except (FileNotFoundError, OSError):
+        pytest.skip("MNIST files not found (set FNN_DATA_DIR to the folder holding mnist/)")
+
+
+def _quick(module, tmp_path, *extra):
+    result = module.main(["--quick", "--no-progress", "--out", str(tmp_path), *extra])
+    assert (tmp_path / "result.json").exists()
+    return result
+
+
+def test_moons_mlp_quick(tmp_path):
+    from fnn_examples import moons_mlp
+
+    result = _quick(moons_mlp, tmp_path, "--epochs", "300")
+    assert result["test_accuracy"] > 0.8
+    assert (tmp_path / "decision_boundary.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "history.csv").exists() and (tmp_path / "params.npz").exists()
+
+
+def test_mnist_mlp_quick(tmp_path):
+    _needs_mnist()
+    from fnn_examples import mnist_mlp
+
+    result = _quick(mnist_mlp, tmp_path)
+    assert result["test_accuracy"] > 0.7
+    assert (tmp_path / "best.npz").exists() and (tmp_path / "history.png").exists()
+
+
+def test_mnist_lenet_quick(tmp_path):
+    _needs_mnist()
+    from fnn_examples import mnist_lenet
+
+    result = _quick(mnist_lenet, tmp_path)
+    assert 0.0 <= result["test_accuracy"] <= 1.0
+    import fnn
+
+    checkpoint = fnn.io.load(tmp_path / "best.npz")
+    assert checkpoint["params"]["conv_0"]["w"].shape == (6, 1, 5, 5)

@@ -1,0 +1,126 @@
+"""What every experiment shares: its command line, its output folder, and a classifier's train loop.
+
+Each experiment takes `--epochs --batch-size --lr --seed --data-dir --out --quick`, writes its
+history (JSON, CSV, a plot), pictures and best checkpoint to `--out`, and prints its final metrics.
+`--quick` runs a tiny version in seconds (the tests run every experiment that way).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+import fnn
+from fnn import data, metrics, optim, training
+
+
+def parser(description: str, *, epochs: int, batch_size: int, lr: float) -> argparse.ArgumentParser:
+    """The shared command line, with this experiment's defaults."""
+    p = argparse.ArgumentParser(description=description)
+    p.add_argument("--epochs", type=int, default=epochs)
+    p.add_argument("--batch-size", type=int, default=batch_size)
+    p.add_argument("--lr", type=float, default=lr)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir", default=None, help="where the datasets are (else FNN_DATA_DIR, then ~/.cache/fnn)")
+    p.add_argument("--out", default=None, help="output folder (default runs/<experiment>)")
+    p.add_argument("--quick", action="store_true", help="a tiny run, for smoke tests")
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    return p
+
+
+def out_dir(args: argparse.Namespace, name: str) -> Path:
+    path = Path(args.out or Path("runs") / name)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def machine() -> str:
+    """One line describing this machine, for results tables."""
+    import os  # noqa: PLC0415
+
+    return f"{platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}, NumPy {np.__version__}"
+
+
+def write_summary(out: Path, name: str, result: dict[str, Any]) -> None:
+    """`result.json` in the output folder, and the result printed as `key: value` lines."""
+    result = {"experiment": name, "machine": machine(), **result}
+    training.write_text_atomic(out / "result.json", json.dumps(result, indent=1))
+    for key, value in result.items():
+        print(f"{key}: {value:.4f}" if isinstance(value, float) else f"{key}: {value}")
+
+
+def train_classifier(model, loss_fn: Callable, opt, train_set, test_set, *, epochs: int, batch_size: int,
+                     seed: int, out: Path, progress: bool = True, augment: Callable | None = None,
+                     name: str = "run") -> dict[str, Any]:
+    """Train `model` with `loss_fn(logits, labels, params)`; each epoch record train loss, top-1 and
+    top-5 error on train and test, save the best checkpoint (by test error) and the history."""
+    x_train, y_train = train_set
+    x_test, y_test = test_set
+    key = fnn.random.key(seed)
+    k_init, k_run = fnn.random.split(key)
+    params, state = model.init(k_init, x_train[:batch_size])
+    opt_state = opt.init(params)
+
+    def objective(params, state, x, y, key):
+        logits, state = model.apply(params, state, x, key=key, train=True)
+        return loss_fn(logits, y, params), (state, logits)
+
+    grad_fn = fnn.value_and_grad(objective, has_aux=True)
+
+    def step(carry, batch):
+        params, state, opt_state, key = carry
+        key, k_step, k_aug = fnn.random.split(key, 3)
+        x, y = batch
+        if augment is not None:
+            x = augment(k_aug, x)
+        (loss, (state, logits)), grads = grad_fn(params, state, x, y, k_step)
+        updates, opt_state = opt.update(grads, opt_state, params)
+        params = optim.apply_updates(params, updates)
+        return (params, state, opt_state, key), {"loss": float(loss),
+                                                  "error": 1.0 - metrics.accuracy(logits, y)}
+
+    def scores(params, state, x, y):
+        def batch_metrics(batch):
+            xb, yb = batch
+            logits, _ = model.apply(params, state, xb, train=False)
+            top5 = metrics.top_k_accuracy(logits, yb, k=min(5, logits.shape[-1]))
+            return {"error": 1.0 - metrics.accuracy(logits, yb), "top5_error": 1.0 - top5}
+        return training.evaluate(batch_metrics, data.batches(None, (x, y), 1000, shuffle=False))
+
+    history = training.History()
+    keep_best = training.CheckpointOnImprovement(out / "best.npz", monitor="test_error")
+    carry = (params, state, opt_state, k_run)
+    n_batches = data.num_batches(len(x_train), batch_size, drop_last=True)
+    for epoch in range(1, epochs + 1):
+        batches = data.batches(fnn.random.fold_in(key, epoch), (x_train, y_train), batch_size, drop_last=True)
+        carry, train_metrics = training.run_epoch(step, carry, batches, total=n_batches,
+                                                  desc=f"{name} epoch {epoch}", progress=progress)
+        params, state = carry[0], carry[1]
+        test = scores(params, state, x_test, y_test)
+        row = history.record(epoch, train_loss=train_metrics["loss"], train_error=train_metrics["error"],
+                             test_error=test["error"], test_top5_error=test["top5_error"],
+                             seconds=train_metrics["seconds"])
+        keep_best(epoch, row, {"params": params, "state": state})
+        print(f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  train error {row['train_error']:.4f}  "
+              f"test error {row['test_error']:.4f}  top-5 {row['test_top5_error']:.4f}  "
+              f"({row['seconds']:.1f} s)", flush=True)
+    history.to_json(out / "history.json")
+    history.to_csv(out / "history.csv")
+    training.plot_history(history, out / "history.png", title=name)
+    best = history.best("test_error")
+    return {"params": params, "state": state, "history": history,
+            "test_accuracy": 1.0 - history.rows[-1]["test_error"],
+            "best_test_accuracy": 1.0 - best["test_error"], "best_epoch": best["epoch"],
+            "seconds_per_epoch": float(np.mean(history.column("seconds")))}
+
+
+def timed(fn: Callable, *args, **kwargs):
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start

@@ -1,0 +1,50 @@
+"""MNIST with a 784-1024-10 ReLU MLP trained on the multiclass hinge (SVM) loss with L2.
+
+    python -m fnn_examples.mnist_mlp [--epochs 20] [--data-dir DIR]
+
+Warmup then cosine annealing of the learning rate, SGD with Nesterov momentum. A NumPy-from-scratch
+project reported 95.68% test accuracy for this setup after 400 epochs; the target here is at least
+98.0% within 20 epochs.
+"""
+
+from __future__ import annotations
+
+
+from fnn import data, losses, nn, optim
+from fnn_examples import common
+
+NAME = "mnist_mlp"
+L2 = 5e-5
+
+
+def model() -> nn.Sequential:
+    return nn.Sequential([nn.Flatten(), nn.Dense(1024), nn.ReLU(), nn.Dense(10)])
+
+
+def main(argv=None) -> dict:
+    args = common.parser(__doc__.splitlines()[0], epochs=20, batch_size=128, lr=0.05).parse_args(argv)
+    out = common.out_dir(args, NAME)
+    x_train, y_train = data.mnist("train", data_dir=args.data_dir)
+    x_test, y_test = data.mnist("test", data_dir=args.data_dir)
+    if args.quick:
+        x_train, y_train, x_test, y_test = x_train[:2000], y_train[:2000], x_test[:500], y_test[:500]
+        args.epochs = min(args.epochs, 2)
+    steps = args.epochs * data.num_batches(len(x_train), args.batch_size, drop_last=True)
+    schedule = optim.warmup_cosine_decay_schedule(0.0, args.lr, max(1, steps // 20), steps)
+    opt = optim.sgd(schedule, momentum=0.9, nesterov=True)
+
+    def loss_fn(scores, labels, params):
+        return losses.multiclass_hinge(scores, labels) + L2 * losses.l2(params)
+
+    result = common.train_classifier(model(), loss_fn, opt, (x_train, y_train), (x_test, y_test),
+                                     epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
+                                     out=out, progress=not args.no_progress, name=NAME)
+    summary = {"test_accuracy": result["test_accuracy"], "best_test_accuracy": result["best_test_accuracy"],
+               "epochs": args.epochs, "seconds_per_epoch": result["seconds_per_epoch"],
+               "reference": "95.68% after 400 epochs (NumPy from scratch)"}
+    common.write_summary(out, NAME, summary)
+    return summary
+
+
+if __name__ == "__main__":
+    main()
