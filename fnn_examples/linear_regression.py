@@ -1,6 +1,6 @@
 """Linear regression by gradient descent: recover known weights and bias from noisy data.
 
-    python -m fnn_examples.linear_regression [--epochs 200] [--lr 0.1] [--seed 0]
+    python -m fnn_examples.linear_regression [--epochs 200] [--lr 0.1] [--seed 0] [--out DIR]
 
 Everything is explicit: data come from `fnn.random` keys, the model is a parameter dict, the
 gradient comes from `fnn.value_and_grad`, and the update is one line of tree arithmetic.
@@ -8,12 +8,12 @@ gradient comes from `fnn.value_and_grad`, and the update is one line of tree ari
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
 
 import fnn
 import fnn.numpy as fnp
+from fnn import io
+from fnn_examples import common
 
 
 def make_data(key, n: int, true_w: np.ndarray, true_b: float, noise: float):
@@ -48,16 +48,18 @@ def train(epochs: int, lr: float, seed: int, verbose: bool = True):
     return params, true_w, true_b
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=200)
-    parser.add_argument("--lr", type=float, default=0.1)
-    parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args(argv)
-    params, true_w, true_b = train(args.epochs, args.lr, args.seed)
+def main(argv=None) -> dict:
+    args = common.parser(__doc__.splitlines()[0], epochs=200, batch_size=1000, lr=0.1).parse_args(argv)
+    out = common.out_dir(args, "linear_regression")
+    epochs = min(args.epochs, 50) if args.quick else args.epochs
+    params, true_w, true_b = train(epochs, args.lr, args.seed)
     print(f"learned w = {np.round(params['w'], 4)}  (true {true_w})")
     print(f"learned b = {float(params['b']):.4f}  (true {true_b})")
-    print(f"max |w - true_w| = {np.max(np.abs(params['w'] - true_w)):.4f}")
+    io.save(out / "params.npz", params)
+    summary = {"max_weight_error": float(np.max(np.abs(params["w"] - true_w))),
+               "bias_error": abs(float(params["b"]) - true_b), "epochs": epochs}
+    common.write_summary(out, "linear_regression", summary)
+    return summary
 
 
 if __name__ == "__main__":

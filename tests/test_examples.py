@@ -13,9 +13,10 @@ def test_linear_regression_recovers_the_true_weights(capsys):
     assert abs(float(params["b"]) - true_b) < 5e-3
 
 
-def test_linear_regression_main_prints_its_result(capsys):
-    linear_regression.main(["--epochs", "20"])
+def test_linear_regression_main_prints_its_result(capsys, tmp_path):
+    result = linear_regression.main(["--epochs", "100", "--out", str(tmp_path)])
     assert "learned w" in capsys.readouterr().out
+    assert result["max_weight_error"] < 0.05 and (tmp_path / "result.json").exists()
 
 
 def _needs_mnist():

@@ -1,0 +1,90 @@
+"""Run every experiment at full size and write RESULTS.md at the repository root.
+
+    python -m fnn_examples.reproduce [--only NAME ...] [--data-dir DIR] [--out runs] [--results RESULTS.md]
+
+Each experiment writes its outputs under `--out/NAME`; the table gives, per experiment, the figure a
+reference reported (where there is one), ours, the epochs and the seconds per epoch, with the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import time
+from pathlib import Path
+
+from fnn import training
+from fnn_examples import common
+
+# (module, what is measured, the result key, the reference figure and where it comes from, target)
+EXPERIMENTS = [
+    ("linear_regression", "max |w - true w|", "max_weight_error", "", "< 0.01"),
+    ("moons_mlp", "test accuracy", "test_accuracy", "", ""),
+    ("mnist_mlp", "test accuracy", "test_accuracy", "95.68% after 400 epochs (NumPy from scratch)", ">= 98.0% in <= 20 epochs"),
+    ("mnist_lenet", "test accuracy", "test_accuracy", "99.17% after 10 epochs (PyTorch)", ">= 99.0% in <= 10 epochs"),
+    ("mnist_convnets", "best test accuracy", "best_test_accuracy", "", ""),
+    ("rnn_sin_cos", "test MSE (RNN / LSTM)", "test_mse", "did not train (NumPy from scratch)", "< 1e-3"),
+    ("activations_moons", "activations that fit", "fitting", "", ""),
+    ("fashion_mnist", "test accuracy", "test_accuracy", "", ""),
+]
+
+
+def _format(value) -> str:
+    if isinstance(value, float):
+        return f"{100 * value:.2f}%" if 0.0 <= value <= 1.0 else f"{value:.3g}"
+    if isinstance(value, (list, tuple)):
+        return " / ".join(_format(v) for v in value)
+    return str(value)
+
+
+def results_table(rows: list[dict]) -> str:
+    lines = ["| experiment | measured | ours | reference | target | epochs | s / epoch |",
+             "|---|---|---|---|---|---:|---:|"]
+    for r in rows:
+        lines.append(f"| `{r['name']}` | {r['what']} | {r['ours']} | {r['reference'] or '—'} | "
+                     f"{r['target'] or '—'} | {r['epochs']} | {r['seconds_per_epoch']} |")
+    return "\n".join(lines)
+
+
+def main(argv=None) -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--only", nargs="*", default=None, help="run only these experiments")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default="runs")
+    p.add_argument("--results", default="RESULTS.md")
+    args = p.parse_args(argv)
+    rows = []
+    for name, what, key, reference, target in EXPERIMENTS:
+        if args.only and name not in args.only:
+            continue
+        try:
+            module = importlib.import_module(f"fnn_examples.{name}")
+        except ImportError:
+            print(f"skipping {name}: not available")
+            continue
+        print(f"\n=== {name} ===", flush=True)
+        argv_ = ["--out", str(Path(args.out) / name), "--no-progress"]
+        if args.data_dir and name not in ("linear_regression",):
+            argv_ += ["--data-dir", args.data_dir]
+        start = time.perf_counter()
+        result = module.main(argv_) or {}
+        seconds = time.perf_counter() - start
+        result_file = Path(args.out) / name / "result.json"
+        if result_file.exists():
+            result = {**json.loads(result_file.read_text()), **result}
+        spe = result.get("seconds_per_epoch")
+        rows.append({"name": name, "what": what, "ours": _format(result.get(key, "—")),
+                     "reference": reference, "target": target, "epochs": result.get("epochs", "—"),
+                     "seconds_per_epoch": f"{spe:.1f}" if isinstance(spe, float) else f"({seconds:.0f} s total)"})
+    text = "\n".join([
+        "# Results", "",
+        "Every experiment at full size, run by `python -m fnn_examples.reproduce` (outputs under `runs/`).",
+        f"Machine: {common.machine()}.", "", results_table(rows), "",
+    ])
+    training.write_text_atomic(args.results, text)
+    print("\n" + text)
+
+
+if __name__ == "__main__":
+    main()
