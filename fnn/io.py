@@ -30,7 +30,6 @@ import io as _pyio
 import json
 import os
 import struct
-import tempfile
 import zipfile
 from typing import Any
 
@@ -39,6 +38,7 @@ import numpy as np
 from fnn import tree as tree_util
 from fnn.autodiff import stop_gradient
 from fnn.backend import is_cupy_array, to_device
+from fnn.files import atomic_write
 
 __all__ = ["save", "load", "CheckpointError", "CheckpointMismatchError"]
 
@@ -231,45 +231,6 @@ def _prepare(tree: Any):
     return text, out
 
 
-# --------------------------------------------------------------------------------------------
-# Atomic writes
-
-
-def _write_atomic(path: str, write) -> None:
-    """Run `write(fileobj)` on a temporary file beside `path`, then move it over `path`."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix="." + os.path.basename(path) + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        try:
-            mode = os.stat(path).st_mode & 0o7777
-        except FileNotFoundError:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    try:  # make the rename itself durable where the platform allows it
-        dfd = os.open(directory, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(dfd)
-    except OSError:
-        pass
-    finally:
-        os.close(dfd)
-
-
 def _format_of(path: str, format: str | None) -> str:
     if format is not None:
         if format not in ("npz", "safetensors"):
@@ -443,11 +404,11 @@ def save(path: str | os.PathLike, tree: Any, *, format: str | None = None) -> No
     fmt = _format_of(path, format)
     structure, entries = _prepare(tree)
     if fmt == "npz":
-        _write_atomic(path, lambda f: _write_npz(f, structure, entries))
+        atomic_write(path, lambda f: _write_npz(f, structure, entries))
     else:
         for p, _, a in entries:
             _st_dtype_name(p, a)  # refuse unsupported dtypes before touching the disk
-        _write_atomic(path, lambda f: _write_safetensors(f, structure, entries))
+        atomic_write(path, lambda f: _write_safetensors(f, structure, entries))
 
 
 def _read(path: str, fmt: str):

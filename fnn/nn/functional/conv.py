@@ -22,23 +22,12 @@ import fnn.numpy as fnp
 from fnn.autodiff.tracer import defvjp, is_traced, primitive
 from fnn.backend import get_array_module
 from fnn.nn.functional import _im2col as K
+from fnn.nn.functional._args import ints
 
 __all__ = ["conv2d", "conv1d", "conv_transpose2d"]
 
 
 # --- argument handling --------------------------------------------------------------------------
-
-def _ints(v: Any, n: int, what: str, fn: str) -> tuple:
-    if isinstance(v, int) and not isinstance(v, bool):
-        return (v,) * n
-    try:
-        t = tuple(int(e) for e in v)
-    except TypeError:
-        t = ()
-    if len(t) != n:
-        raise ValueError(f"{fn}: {what} must be an int or a tuple of {n} ints, got {v!r}")
-    return t
-
 
 def _shape(a: Any) -> tuple:
     return tuple(getattr(a, "shape", ()))
@@ -65,8 +54,8 @@ def _check_common(fn, x, w, b, groups, nd, w_desc):
 
 def _spatial_params(fn, xs, ws, stride, padding, dilation, nd, both):
     """(stride pair, pads (top, bottom, left, right), dilation pair) as 2-D parameters."""
-    st = _ints(stride, nd, "stride", fn)
-    dil = _ints(dilation, nd, "dilation", fn)
+    st = ints(stride, nd, "stride", fn)
+    dil = ints(dilation, nd, "dilation", fn)
     if min(st) < 1 or min(dil) < 1:
         raise ValueError(f"{fn}: stride and dilation must be >= 1, got stride={stride!r}, "
                          f"dilation={dilation!r}")
@@ -83,7 +72,7 @@ def _spatial_params(fn, xs, ws, stride, padding, dilation, nd, both):
             raise ValueError(f"{fn}: padding must be an int, a tuple, 'same' or 'valid', "
                              f"got {padding!r}")
     else:
-        p = _ints(padding, nd, "padding", fn)
+        p = ints(padding, nd, "padding", fn)
         if min(p) < 0:
             raise ValueError(f"{fn}: padding must be >= 0, got {padding!r}")
         pads = [(q, q) for q in p]
@@ -267,10 +256,10 @@ def conv_transpose2d(x, w, b=None, *, stride=1, padding=0, output_padding=0, dil
     if xs[1] != ws[0]:
         raise ValueError(f"{fn}: input has {xs[1]} channels but the weight expects {ws[0]} "
                          f"(weight shape {ws}, groups={groups})")
-    st = _ints(stride, 2, "stride", fn)
-    dil = _ints(dilation, 2, "dilation", fn)
-    p = _ints(padding, 2, "padding", fn)
-    op = _ints(output_padding, 2, "output_padding", fn)
+    st = ints(stride, 2, "stride", fn)
+    dil = ints(dilation, 2, "dilation", fn)
+    p = ints(padding, 2, "padding", fn)
+    op = ints(output_padding, 2, "output_padding", fn)
     if min(st) < 1 or min(dil) < 1 or min(p) < 0 or min(op) < 0:
         raise ValueError(f"{fn}: need stride, dilation >= 1 and padding, output_padding >= 0, got "
                          f"stride={stride!r}, dilation={dilation!r}, padding={padding!r}, "
@@ -305,7 +294,7 @@ def conv_transpose_output_shape(x: Any, w: Any, *, stride=1, padding=0, output_p
                                 dilation=1, groups=1) -> tuple:
     """The shape conv_transpose2d would return (PyTorch's output size), without running it."""
     xs, ws = _shape(x), _shape(w)
-    st, pad, opad, dil = (_ints(v, 2, what, "conv_transpose2d") for v, what in
+    st, pad, opad, dil = (ints(v, 2, what, "conv_transpose2d") for v, what in
                           ((stride, "stride"), (padding, "padding"), (output_padding, "output_padding"),
                            (dilation, "dilation")))
     out = tuple((n - 1) * s - 2 * p + d * (k - 1) + op + 1

@@ -15,21 +15,10 @@ import fnn.numpy as fnp
 from fnn.autodiff.tracer import defvjp, is_traced, primitive, strip
 from fnn.backend import get_array_module
 from fnn.nn.functional import _im2col as K
+from fnn.nn.functional._args import ints
 
 __all__ = ["max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d", "global_avg_pool",
            "adaptive_avg_pool2d"]
-
-
-def _ints(v: Any, n: int, what: str, fn: str) -> tuple:
-    if isinstance(v, int) and not isinstance(v, bool):
-        return (v,) * n
-    try:
-        t = tuple(int(e) for e in v)
-    except TypeError:
-        t = ()
-    if len(t) != n:
-        raise ValueError(f"{fn}: {what} must be an int or a tuple of {n} ints, got {v!r}")
-    return t
 
 
 def _pool_setup(fn, x, kernel_size, stride, padding, nd):
@@ -38,9 +27,9 @@ def _pool_setup(fn, x, kernel_size, stride, padding, nd):
     layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
     if len(xs) != nd + 2:
         raise ValueError(f"{fn}: expected a {nd + 2}-D input {layout}, got shape {xs}")
-    k = _ints(kernel_size, nd, "kernel_size", fn)
-    s = k if stride is None else _ints(stride, nd, "stride", fn)
-    p = _ints(padding, nd, "padding", fn)
+    k = ints(kernel_size, nd, "kernel_size", fn)
+    s = k if stride is None else ints(stride, nd, "stride", fn)
+    p = ints(padding, nd, "padding", fn)
     if min(k) < 1 or min(s) < 1 or min(p) < 0:
         raise ValueError(f"{fn}: need kernel_size, stride >= 1 and padding >= 0, got "
                          f"kernel_size={kernel_size!r}, stride={stride!r}, padding={padding!r}")

@@ -152,10 +152,9 @@ class _Pool(Module):
 
 
 @attrs.frozen
-class MaxPool2d(_Pool):
-    """Max over kernel windows (stride defaults to the kernel size)."""
+class _WindowPool(_Pool):
+    """Pooling over kernel windows; `_pool` is the functional form."""
 
-    kind = "max_pool"
     kernel_size: Any = attrs.field(default=2)
     stride: Any = attrs.field(default=None, kw_only=True)
     padding: Any = attrs.field(default=0, kw_only=True)
@@ -164,23 +163,23 @@ class MaxPool2d(_Pool):
         return P.pool_output_shape(spec, self.kernel_size, self.stride, self.padding)
 
     def _forward(self, x):
-        return P.max_pool2d(x, self.kernel_size, self.stride, self.padding)
+        return self._pool(x, self.kernel_size, self.stride, self.padding)
 
 
 @attrs.frozen
-class AvgPool2d(_Pool):
+class MaxPool2d(_WindowPool):
+    """Max over kernel windows (stride defaults to the kernel size)."""
+
+    kind = "max_pool"
+    _pool = staticmethod(P.max_pool2d)
+
+
+@attrs.frozen
+class AvgPool2d(_WindowPool):
     """Mean over kernel windows, padded cells counted (PyTorch's count_include_pad=True)."""
 
     kind = "avg_pool"
-    kernel_size: Any = attrs.field(default=2)
-    stride: Any = attrs.field(default=None, kw_only=True)
-    padding: Any = attrs.field(default=0, kw_only=True)
-
-    def _output_shape(self, spec):
-        return P.pool_output_shape(spec, self.kernel_size, self.stride, self.padding)
-
-    def _forward(self, x):
-        return P.avg_pool2d(x, self.kernel_size, self.stride, self.padding)
+    _pool = staticmethod(P.avg_pool2d)
 
 
 @attrs.frozen
