@@ -8,7 +8,6 @@ import numpy as np
 import fnn
 import fnn.numpy as fnp
 from fnn import losses, nn
-from fnn.nn import functional as F
 
 from .common import LR, flatten, make_batch, resnet_blocks, unflatten
 
