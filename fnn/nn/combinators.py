@@ -66,10 +66,10 @@ class Sequential(Module):
 
     kind = "sequential"
     layers: tuple = attrs.field(default=(), converter=lambda ls: tuple(as_module(layer) for layer in ls))
+    names: tuple = attrs.field(init=False, eq=False, repr=False)  # the children's names, computed once
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return _child_names(self.layers)
+    def __attrs_post_init__(self):
+        object.__setattr__(self, "names", _child_names(self.layers))
 
     def init_with_output(self, key, spec):
         params, state = {}, {}
@@ -152,10 +152,10 @@ class Parallel(Module):
     kind = "parallel"
     branches: tuple = attrs.field(default=(), converter=lambda bs: tuple(as_module(b) for b in bs))
     combine: Callable | None = attrs.field(default=None)
+    names: tuple = attrs.field(init=False, eq=False, repr=False)  # the branches' names, computed once
 
-    @property
-    def names(self) -> tuple[str, ...]:
-        return _child_names(self.branches)
+    def __attrs_post_init__(self):
+        object.__setattr__(self, "names", _child_names(self.branches))
 
     def _combine(self, outputs):
         return tuple(outputs) if self.combine is None else self.combine(*outputs)
