@@ -40,6 +40,26 @@ def out_dir(args: argparse.Namespace, name: str) -> Path:
     return path
 
 
+def load_image_data(loader: Callable, args: argparse.Namespace, quick_sizes=(1000, 300),
+                    quick_epochs: int = 1) -> tuple[tuple, tuple]:
+    """((x_train, y_train), (x_test, y_test)) from `loader` (fnn.data.mnist, ...); with `--quick`,
+    the first `quick_sizes` examples of each split and at most `quick_epochs` epochs."""
+    x_train, y_train = loader("train", data_dir=args.data_dir)
+    x_test, y_test = loader("test", data_dir=args.data_dir)
+    if args.quick:
+        n_train, n_test = quick_sizes
+        x_train, y_train, x_test, y_test = x_train[:n_train], y_train[:n_train], x_test[:n_test], y_test[:n_test]
+        args.epochs = min(args.epochs, quick_epochs)
+    return (x_train, y_train), (x_test, y_test)
+
+
+def warmup_cosine(args: argparse.Namespace, n_train: int) -> Callable:
+    """The learning-rate schedule the experiments share: a linear warmup over the first 5% of the
+    steps to `--lr`, then cosine decay to zero at the last step."""
+    steps = args.epochs * data.num_batches(n_train, args.batch_size, drop_last=True)
+    return optim.warmup_cosine_decay_schedule(0.0, args.lr, max(1, steps // 20), steps)
+
+
 def machine() -> str:
     """One line describing this machine, for results tables."""
     import os  # noqa: PLC0415

@@ -95,16 +95,11 @@ def main(argv=None) -> dict:
     p.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=VARIANTS)
     args = p.parse_args(argv)
     out = common.out_dir(args, NAME)
-    x_train, y_train = data.mnist("train", data_dir=args.data_dir)
-    x_test, y_test = data.mnist("test", data_dir=args.data_dir)
-    if args.quick:
-        x_train, y_train, x_test, y_test = x_train[:1000], y_train[:1000], x_test[:300], y_test[:300]
-        args.epochs = min(args.epochs, 1)
+    (x_train, y_train), (x_test, y_test) = common.load_image_data(data.mnist, args)
     channels = tuple(args.channels)
     sizes = (f"conv 3x3 {channels[0]} and {channels[1]} channels, dense {args.hidden}, "
              f"{args.epochs} epochs, batch {args.batch_size}, {len(x_train)} training images")
     print(f"{NAME}: {sizes}", flush=True)
-    steps = args.epochs * data.num_batches(len(x_train), args.batch_size, drop_last=True)
 
     def loss_fn(logits, labels, params):
         return losses.softmax_cross_entropy(logits, labels)
@@ -112,7 +107,7 @@ def main(argv=None) -> dict:
     rows, histories = [], {}
     for variant in args.variants:
         (out / variant).mkdir(parents=True, exist_ok=True)
-        opt = optim.adam(optim.warmup_cosine_decay_schedule(0.0, args.lr, max(1, steps // 20), steps))
+        opt = optim.adam(common.warmup_cosine(args, len(x_train)))
         result = common.train_classifier(convnet(variant, channels, args.hidden), loss_fn, opt,
                                          (x_train, y_train), (x_test, y_test), epochs=args.epochs,
                                          batch_size=args.batch_size, seed=args.seed, out=out / variant,

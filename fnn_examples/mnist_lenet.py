@@ -25,13 +25,8 @@ def lenet5(num_classes: int = 10) -> nn.Sequential:
 def main(argv=None) -> dict:
     args = common.parser(__doc__.splitlines()[0], epochs=10, batch_size=64, lr=2e-3).parse_args(argv)
     out = common.out_dir(args, NAME)
-    x_train, y_train = data.mnist("train", data_dir=args.data_dir)
-    x_test, y_test = data.mnist("test", data_dir=args.data_dir)
-    if args.quick:
-        x_train, y_train, x_test, y_test = x_train[:1000], y_train[:1000], x_test[:300], y_test[:300]
-        args.epochs = min(args.epochs, 1)
-    steps = args.epochs * data.num_batches(len(x_train), args.batch_size, drop_last=True)
-    opt = optim.adam(optim.warmup_cosine_decay_schedule(0.0, args.lr, max(1, steps // 20), steps))
+    (x_train, y_train), (x_test, y_test) = common.load_image_data(data.mnist, args)
+    opt = optim.adam(common.warmup_cosine(args, len(x_train)))
 
     def loss_fn(logits, labels, params):
         return losses.softmax_cross_entropy(logits, labels)

@@ -24,13 +24,8 @@ def model() -> nn.Sequential:
 def main(argv=None) -> dict:
     args = common.parser(__doc__.splitlines()[0], epochs=20, batch_size=128, lr=0.05).parse_args(argv)
     out = common.out_dir(args, NAME)
-    x_train, y_train = data.mnist("train", data_dir=args.data_dir)
-    x_test, y_test = data.mnist("test", data_dir=args.data_dir)
-    if args.quick:
-        x_train, y_train, x_test, y_test = x_train[:2000], y_train[:2000], x_test[:500], y_test[:500]
-        args.epochs = min(args.epochs, 2)
-    steps = args.epochs * data.num_batches(len(x_train), args.batch_size, drop_last=True)
-    schedule = optim.warmup_cosine_decay_schedule(0.0, args.lr, max(1, steps // 20), steps)
+    (x_train, y_train), (x_test, y_test) = common.load_image_data(data.mnist, args, quick_sizes=(2000, 500), quick_epochs=2)
+    schedule = common.warmup_cosine(args, len(x_train))
     opt = optim.sgd(schedule, momentum=0.9, nesterov=True)
 
     def loss_fn(scores, labels, params):
