@@ -134,19 +134,24 @@ def _pick(scores, mask, axis, keepdims=False):
     return fnp.sum(fnp.where(mask, scores, 0.0), axis=axis, keepdims=keepdims)
 
 
+def _label_mask(values: Any, labels: Any, reduction: str, axis: int, loss: str, what: str) -> tuple:
+    """Check the arguments of a loss over class scores with integer labels; return (class axis,
+    boolean one-hot mask of the labels)."""
+    check_reduction(reduction, loss)
+    check_float(values, loss, what)
+    shape = shape_of(values)
+    ax = class_axis(len(shape), axis, loss, what)
+    labels = as_array(labels, values)
+    if not is_integer_labels(labels):
+        raise TypeError(f"{loss}: labels must be integer class ids, got dtype {labels.dtype}")
+    num_classes = check_int_labels(labels, shape, ax, loss, what)
+    return ax, onehot(labels, num_classes, ax, bool)
+
+
 def nll(log_probs: Any, labels: Any, reduction: str = "mean", axis: int = -1) -> Any:
     """Negative log-likelihood: -log_probs[label] per example, as PyTorch's `nll_loss` (which
     expects log-probabilities, e.g. from log_softmax). Integer labels only."""
-    loss = "nll"
-    check_reduction(reduction, loss)
-    check_float(log_probs, loss, "log_probs")
-    shape = shape_of(log_probs)
-    ax = class_axis(len(shape), axis, loss, "log_probs")
-    labels = as_array(labels, log_probs)
-    if not is_integer_labels(labels):
-        raise TypeError(f"{loss}: labels must be integer class ids, got dtype {labels.dtype}")
-    num_classes = check_int_labels(labels, shape, ax, loss, "log_probs")
-    mask = onehot(labels, num_classes, ax, bool)
+    ax, mask = _label_mask(log_probs, labels, reduction, axis, "nll", "log_probs")
     return reduce(-_pick(log_probs, mask, ax), reduction)
 
 
@@ -157,16 +162,7 @@ def multiclass_hinge(scores: Any, labels: Any, margin: float = 1.0, reduction: s
     Unlike PyTorch's `multi_margin_loss` the sum is not divided by the number of classes. The
     subgradient at the hinge (margin + s_j - s_y == 0) is 0.
     """
-    loss = "multiclass_hinge"
-    check_reduction(reduction, loss)
-    check_float(scores, loss, "scores")
-    shape = shape_of(scores)
-    ax = class_axis(len(shape), axis, loss, "scores")
-    labels = as_array(labels, scores)
-    if not is_integer_labels(labels):
-        raise TypeError(f"{loss}: labels must be integer class ids, got dtype {labels.dtype}")
-    num_classes = check_int_labels(labels, shape, ax, loss, "scores")
-    mask = onehot(labels, num_classes, ax, bool)
+    ax, mask = _label_mask(scores, labels, reduction, axis, "multiclass_hinge", "scores")
     violation = scores - _pick(scores, mask, ax, keepdims=True) + float(margin)
     xp = get_array_module(mask)
     active = xp.logical_and(strip(violation) > 0, xp.logical_not(mask))
