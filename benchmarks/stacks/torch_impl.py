@@ -106,7 +106,7 @@ def resnet(lr=LR["resnet"]):
     def bn(x, p, name):
         c = x.shape[1]
         if name not in running:
-            running[name] = (torch.zeros(c), torch.ones(c))
+            running[name] = (torch.zeros(c, dtype=x.dtype), torch.ones(c, dtype=x.dtype))
         mean, var = running[name]
         return F.batch_norm(x, mean, var, p[f"{name}.scale"], p[f"{name}.bias"], training=True,
                             momentum=0.1, eps=1e-5)

@@ -5,7 +5,8 @@
 Reads DATA_DIR/weights_WORKLOAD.npz and DATA_DIR/batch_WORKLOAD.npz, builds the step, prints one
 JSON line ({"ready": ...} or {"error": ...}), then answers one JSON line per command line:
 
-    check PATH     one step from the initial weights; the gradients go to PATH (.npz)
+    check PATH [float64]   one step from the initial weights (cast to float64 if asked); the
+                   gradients go to PATH (.npz)
     fdcheck        (numpy only) central difference of the loss along a random direction, float64
     warmup N       N untimed steps
     time N         N steps, each timed with perf_counter, after a gc.collect()
@@ -61,10 +62,13 @@ def load_stack(stack):
     raise ValueError(f"unknown stack {stack!r}")
 
 
+def as_float64(arrays):
+    return {k: (v.astype(np.float64) if v.dtype.kind == "f" else v) for k, v in arrays.items()}
+
+
 def fdcheck(make, weights, batch):
     """Relative error of <grad, d> against a central difference of the loss along d (float64)."""
-    w = {k: v.astype(np.float64) for k, v in weights.items()}
-    b = {k: (v.astype(np.float64) if v.dtype.kind == "f" else v) for k, v in batch.items()}
+    w, b = as_float64(weights), as_float64(batch)
     init, step = make(lr=0.0)
     _, _, g = step(init(w), b)
     rng = np.random.default_rng(7)
@@ -96,7 +100,12 @@ def main():
         cmd, *args = line.split()
         try:
             if cmd == "check":
-                params, loss, grads = step(init(weights), batch)
+                if args[1:] == ["float64"]:
+                    _, check_step = make()
+                    w64, b64 = as_float64(weights), as_float64(batch)
+                    _, loss, grads = check_step(init(w64), b64)
+                else:
+                    params, loss, grads = step(init(weights), batch)
                 np.savez(args[0], **flat_grads(grads))
                 reply({"loss": float(loss)})
             elif cmd == "fdcheck":
