@@ -774,8 +774,87 @@ def _rest_leaves(td: TreeDef, rest: tuple, who: str) -> list:
     return result
 
 
+class _NoFastPath(Exception):
+    """The trees of a fast `map` differ somewhere; the general path explains where."""
+
+
+def _map_walk(f: Callable[..., Any], x: Any) -> Any:
+    if type(x) is dict:  # the common node, rebuilt without the registry (keys in sorted order)
+        try:
+            keys = sorted(x)
+        except TypeError:
+            keys = _sorted_keys(x)
+        return {k: _map_walk(f, x[k]) for k in keys}
+    node = _registry[type(x)]
+    if node is None:
+        return f(x)
+    children, aux = node.flatten(x)
+    return node.unflatten(aux, [_map_walk(f, c) for c in children])
+
+
+def _map_walk2(f: Callable[..., Any], x: Any, y: Any) -> Any:
+    if type(x) is dict:
+        if type(y) is not dict or x.keys() != y.keys():
+            raise _NoFastPath
+        try:
+            keys = sorted(x)
+        except TypeError:
+            keys = _sorted_keys(x)
+        return {k: _map_walk2(f, x[k], y[k]) for k in keys}
+    node = _registry[type(x)]
+    if node is None:
+        return f(x, y)
+    if type(y) is not node.type:
+        raise _NoFastPath
+    children, aux = node.flatten(x)
+    y_children, y_aux = node.flatten(y)
+    if y_aux != aux or len(y_children) != len(children):
+        raise _NoFastPath
+    return node.unflatten(aux, [_map_walk2(f, c, d) for c, d in zip(children, y_children)])
+
+
+def _map_walk_n(f: Callable[..., Any], x: Any, others: tuple) -> Any:
+    if type(x) is dict:
+        for o in others:
+            if type(o) is not dict or x.keys() != o.keys():
+                raise _NoFastPath
+        try:
+            keys = sorted(x)
+        except TypeError:
+            keys = _sorted_keys(x)
+        return {k: _map_walk_n(f, x[k], tuple([o[k] for o in others])) for k in keys}
+    node = _registry[type(x)]
+    if node is None:
+        return f(x, *others)
+    children, aux = node.flatten(x)
+    columns = []
+    for o in others:
+        if type(o) is not node.type:
+            raise _NoFastPath
+        o_children, o_aux = node.flatten(o)
+        if o_aux != aux or len(o_children) != len(children):
+            raise _NoFastPath
+        columns.append(o_children)
+    return node.unflatten(aux, [_map_walk_n(f, c, tuple([col[i] for col in columns]))
+                                for i, c in enumerate(children)])
+
+
 def map(f: Callable[..., Any], tree: Any, *rest: Any, is_leaf: Callable[[Any], bool] | None = None) -> Any:
-    """Apply `f` leaf by leaf: `f(leaf, *leaves_of_rest)`; `rest` must match `tree`'s structure."""
+    """Apply `f` leaf by leaf: `f(leaf, *leaves_of_rest)`; `rest` must match `tree`'s structure.
+
+    Without `is_leaf`, the trees are walked together and rebuilt directly (no TreeDef is made:
+    optimizer updates call this for every step); if they differ, the flatten-based path below
+    raises the error that says where.
+    """
+    if is_leaf is None:
+        if not rest:
+            return _map_walk(f, tree)
+        try:
+            if len(rest) == 1:
+                return _map_walk2(f, tree, rest[0])
+            return _map_walk_n(f, tree, rest)
+        except _NoFastPath:
+            pass
     xs, td = flatten(tree, is_leaf)
     if not rest:
         new = [f(x) for x in xs]

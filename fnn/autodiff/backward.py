@@ -85,6 +85,11 @@ defvjp(add_cotangents, lambda g, ans, a, b: g, lambda g, ans, a, b: g, reads=[()
 
 def fit_to(g: Any, x: Any) -> Any:
     """Give cotangent `g` the shape (undoing broadcasting) and dtype of argument `x`."""
+    try:
+        if g.shape == x.shape and g.dtype == x.dtype:  # the common case, checked first
+            return g
+    except AttributeError:  # a Python scalar on either side
+        pass
     x_shape = getattr(x, "shape", ())
     if getattr(g, "shape", ()) != x_shape:
         g = sum_to_shape(g, x_shape)
@@ -102,7 +107,9 @@ def _accumulate(old: Any, new: Any) -> Any:
         return new
     if type(old) is Parts:
         return old.merged(new)
-    return add_cotangents(old, new)
+    if type(old) is Box or type(new) is Box:
+        return add_cotangents(old, new)  # recorded, for higher-order derivatives
+    return old + new  # both fitted to the same argument: same shape, dtype and device
 
 
 def backward_pass(roots: Iterable[tuple[Node, Any]], retain: bool = False) -> dict[Node, Any]:
@@ -118,28 +125,33 @@ def backward_pass(roots: Iterable[tuple[Node, Any]], retain: bool = False) -> di
 
     pending: dict[Node, int] = {}  # node -> number of consumers not yet processed
     stack = list(cotangents)
-    seen = set(stack)
+    for node in stack:
+        pending[node] = 0
     while stack:
         for parent in stack.pop().parents:
-            pending[parent] = pending.get(parent, 0) + 1
-            if parent not in seen:
-                seen.add(parent)
+            count = pending.get(parent)
+            if count is None:
+                pending[parent] = 1
                 stack.append(parent)
+            else:
+                pending[parent] = count + 1
 
     starts: dict[Node, Any] = {}
-    ready = [n for n in cotangents if n not in pending]
+    ready = [n for n in cotangents if not pending[n]]
     while ready:
         node = ready.pop()
         g = cotangents.pop(node)
-        if not node.parents:
+        parents = node.parents
+        if not parents:
             starts[node] = g
             continue
         grads = node.prim.backward(node, g)
         args = node.args
-        for argnum, parent, pg in zip(node.argnums, node.parents, grads):
+        for argnum, parent, pg in zip(node.argnums, parents, grads):
             if type(pg) is not Parts:
                 pg = fit_to(pg, args[argnum])
-            cotangents[parent] = _accumulate(cotangents.get(parent), pg)
+            old = cotangents.get(parent)
+            cotangents[parent] = pg if old is None else _accumulate(old, pg)
             left = pending[parent] - 1
             pending[parent] = left
             if not left:

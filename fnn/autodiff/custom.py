@@ -13,11 +13,12 @@ higher-order derivatives stay correct as long as those operations are differenti
 from __future__ import annotations
 
 import functools
+import warnings
 from typing import Any, Callable, Sequence
 
 from fnn import tree
-from fnn.autodiff.backward import zeros_like_value
-from fnn.autodiff.tracer import Box, Node, box_results, strip
+from fnn.autodiff.backward import backward_pass, box_input, fit_to, zeros_like_value
+from fnn.autodiff.tracer import ArgSpec, Box, Node, Parts, box_results, new_trace, strip
 
 __all__ = ["custom_vjp", "checkpoint", "stop_gradient"]
 
@@ -46,11 +47,25 @@ def _peel_top(leaves: list) -> tuple[int, list, list, list]:
     return top, unboxed, positions, parents
 
 
+def _spec(x: Any) -> Any:
+    """An array's shape, dtype and array type (an ArgSpec); other values (Python scalars) as they are."""
+    dtype = getattr(x, "dtype", None)
+    if dtype is None or not hasattr(x, "shape"):
+        return x
+    return ArgSpec(tuple(x.shape), dtype, type(strip(x)))
+
+
 def _record(rule: Any, top: int, unboxed: list, positions: list, parents: list, out: Any) -> Any:
-    """Record one node from the peeled inputs to the leaves of `out`; return `out`, boxed."""
+    """Record one node from the peeled inputs to the leaves of `out`; return `out`, boxed.
+
+    The node keeps only the outputs' shapes and dtypes (its rules read nothing else of them: they
+    are used to make zero cotangents for outputs that received none), so it does not hold the
+    outputs themselves alive while the backward pass works on the layers before them.
+    """
     out_leaves, out_def = tree.flatten(out)
     rule.out_def = out_def
-    node = Node(rule, unboxed, None, tuple(out_leaves), tuple(positions), tuple(parents))
+    node = Node(rule, unboxed, None, tuple(_spec(o) for o in out_leaves), tuple(positions),
+                tuple(parents))
     return tree.unflatten(out_def, list(box_results(out_leaves, top, node)))
 
 
@@ -134,41 +149,98 @@ class custom_vjp:
 
 
 class _Recompute:
-    """The backward of a checkpointed call: run the function again under vjp, then apply it."""
+    """The backward of a checkpointed call: run the function again under a fresh trace, then send
+    the cotangent back through that short tape alone.
+
+    Lean on purpose (not `_vjp`): nothing but the recomputed tape holds the recomputed values, and
+    the tape drops each node's residuals as the inner backward pass goes, so at most one call's
+    intermediates are alive at a time. Only the inputs the outer pass wants are traced.
+    """
 
     multiple_results = True
 
-    def __init__(self, name: str, fun: Callable, args_def: Any, kwargs: dict):
-        self.name, self.fun, self.args_def, self.kwargs = name, fun, args_def, kwargs
+    def __init__(self, name: str, fun: Callable, in_def: Any):
+        self.name, self.fun, self.in_def = name, fun, in_def
         self.out_def = None
 
     def backward(self, node: Node, g: Any) -> list:
-        from fnn.autodiff.transforms import _vjp  # noqa: PLC0415 (transforms import this module)
+        cot = g.to_tuple(node.ans)
+        if type(g) is Parts:
+            g.clear()  # consumed: from here on only the inner pass holds the incoming cotangent
+        values = node.args
+        trace = new_trace()
+        leaves = list(values)
+        starts = []
+        for i in node.argnums:
+            leaves[i] = box_input(values[i], trace)
+            starts.append(leaves[i]._node)
+        args, kwargs = tree.unflatten(self.in_def, leaves)
+        del leaves
+        out_leaves, out_def = tree.flatten(self.fun(*args, **kwargs))
+        del args, kwargs
+        if out_def != self.out_def:
+            raise ValueError(f"fnn.checkpoint({self.name}): the recomputation returned structure "
+                             f"{out_def}, but the first call returned {self.out_def}; the function "
+                             "must be deterministic")
+        roots = [(o._node, c) for o, c in zip(out_leaves, cot) if type(o) is Box and o._trace == trace]
+        del out_leaves, cot
+        found = {}
+        if roots:
+            # Handed over as an iterator, so the cotangents are dropped once the pass has used them.
+            it = iter(roots)
+            del roots
+            found = backward_pass(it)
+            del it
+        grads = []
+        for i, start in zip(node.argnums, starts):
+            gi = found.get(start)
+            grads.append(zeros_like_value(values[i]) if gi is None else fit_to(gi, values[i]))
+        return grads
 
-        cot = tree.unflatten(self.out_def, list(g.to_tuple(node.ans)))
-        args = tree.unflatten(self.args_def, node.args)
-        fun, kwargs = self.fun, self.kwargs
-        _, vjp_fn, _ = _vjp(lambda *a: fun(*a, **kwargs), args, False, retain=False,
-                            who=f"fnn.checkpoint({self.name})")
-        leaves = tree.leaves(vjp_fn(cot))
-        return [leaves[i] for i in node.argnums]
+
+def _leaks(out_leaves: list, top: int) -> bool:
+    """Do outputs computed from peeled (untraced) inputs still carry trace `top` or a newer one?
+    Then the function used traced values it was not given as arguments (a closure, a global)."""
+    return any(type(o) is Box and o._trace >= top for o in out_leaves)
 
 
 def checkpoint(fun: Callable) -> Callable:
     """`fun`, but its intermediates are recomputed in the backward pass instead of being kept.
 
     Trades compute for memory (gradient checkpointing / rematerialisation): only the inputs of the
-    call are held until the backward pass.
+    call (positional and keyword arguments, any pytrees) are held until the backward pass, and
+    the call is run again there. Pass everything that is differentiated as an argument:
+
+        block = fnn.checkpoint(lambda p, h: layer.apply(p, {}, h)[0])
+        h = block(params, h)
+
+    A function that uses traced values it does not receive as arguments (a closure over the
+    parameters being differentiated) cannot be recomputed apart from them: it is then traced as
+    usual, with correct gradients but no memory saved, and a warning says so.
+
+    Whether it pays depends on what the tape would keep: fnn's tape keeps only what each rule
+    reads, so a single dense layer with tanh (which keep one activation) saves nothing when
+    checkpointed alone; checkpoint segments of several layers (see `checkpoint_sequential`-style
+    segments of about sqrt(depth) layers in benchmarks/memory.py).
     """
     name = getattr(fun, "__name__", "f")
 
     @functools.wraps(fun)
     def checkpointed(*args: Any, **kwargs: Any) -> Any:
-        leaves, args_def = tree.flatten(args)
+        leaves, in_def = tree.flatten((args, kwargs))
         top, unboxed, positions, parents = _peel_top(leaves)
         if not top:
             return fun(*args, **kwargs)
-        out = fun(*tree.unflatten(args_def, unboxed), **kwargs)
-        return _record(_Recompute(name, fun, args_def, kwargs), top, unboxed, positions, parents, out)
+        p_args, p_kwargs = tree.unflatten(in_def, unboxed)
+        out = fun(*p_args, **p_kwargs)
+        if _leaks(tree.leaves(out), top):
+            warnings.warn(
+                f"fnn.checkpoint({name}): the function uses traced values that are not among its "
+                "arguments (a closure over the parameters being differentiated?). It is traced as "
+                "usual instead, so nothing is saved; pass those values as arguments, e.g. "
+                "fnn.checkpoint(lambda params, x: ...)(params, x).", stacklevel=2)
+            del out
+            return fun(*args, **kwargs)
+        return _record(_Recompute(name, fun, in_def), top, unboxed, positions, parents, out)
 
     return checkpointed

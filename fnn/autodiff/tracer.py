@@ -27,6 +27,7 @@ __all__ = [
     "new_trace",
     "NoGradientError",
     "is_traced",
+    "any_traced",
     "strip",
 ]
 
@@ -81,16 +82,15 @@ class ArgSpec:
 
 
 def _keep_residuals(args: list, keep: frozenset) -> list:
-    """The arguments at positions `keep`; the other floating-point arrays (the values that
-    gradients flow through, and that hold the memory) replaced by their ArgSpec. Options such as
-    index arrays, axes and shapes are always kept."""
-    out = list(args)
+    """`args` (a list this call may change) with the floating-point arrays at positions not in
+    `keep` (the values that gradients flow through, and that hold the memory) replaced by their
+    ArgSpec. Options such as index arrays, axes and shapes are always kept."""
     for i, a in enumerate(args):
         if i not in keep:
             dtype = getattr(a, "dtype", None)
             if dtype is not None and dtype.kind in "fc":
-                out[i] = ArgSpec(a.shape, dtype, type(strip(a)))
-    return out
+                args[i] = ArgSpec(a.shape, dtype, type(a) if type(a) is not Box else type(strip(a)))
+    return args
 
 
 class Box:
@@ -141,6 +141,15 @@ class Box:
 def is_traced(x: Any) -> bool:
     """True if `x` is a value being differentiated by some enclosing transform."""
     return type(x) is Box
+
+
+def any_traced(*xs: Any) -> bool:
+    """True if any of `xs` is traced. VJP rules use it to pick a plain-array fast path when no
+    enclosing transform will differentiate the rule itself (the common, first-order case)."""
+    for x in xs:
+        if type(x) is Box:
+            return True
+    return False
 
 
 def strip(x: Any) -> Any:
@@ -257,11 +266,16 @@ def _explain_mixed_backends(prim: Primitive, args: tuple) -> None:
 
 
 def _bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
-    """Apply `prim` to arguments some of which are boxes of trace `top`, and record the node."""
+    """Apply `prim` to arguments some of which are boxes of trace `top`, and record the node.
+
+    This runs once per traced primitive call, so it is kept lean: one pass over the arguments,
+    the residual plan cached per (primitive, traced positions).
+    """
     unboxed = list(args)
     argnums = []
     parents = []
     nested = False  # do boxes of enclosing traces remain once this level's are peeled?
+    vjps = prim.vjps
     for i, a in enumerate(args):
         if type(a) is not Box:
             continue
@@ -271,10 +285,10 @@ def _bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
         value = unboxed[i] = a._value
         if type(value) is Box:
             nested = True
-        rule = prim.rule_for(i)
+        rule = vjps.get(i, _MISSING)
         if rule is None:
             continue
-        if rule is _MISSING:
+        if rule is _MISSING and prim.argnum_rule is None:
             raise NoGradientError(
                 f"no gradient rule (VJP) for argument {i} of {prim.name}: a traced value reached "
                 f"it. Register one with fnn.defvjp({prim.name}, ...), or wrap the argument in "
@@ -297,22 +311,18 @@ def _bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
             raise
     if not argnums:
         return ans
-    if res is not None:
-        if not _is_differentiable(ans):
-            return ans
-        keep, _ = prim.residual_plan(tuple(argnums)) if prim.reads is not None else (None, True)
-        return Box(ans, top, Node(prim, unboxed if keep is None else _keep_residuals(unboxed, keep),
-                                  kwargs, res, argnums, parents))
-    if prim.multiple_results:
-        node = Node(prim, unboxed, kwargs, ans, argnums, parents)
-        return box_results(ans, top, node)
+    if prim.multiple_results and res is None:
+        return box_results(ans, top, Node(prim, unboxed, kwargs, ans, argnums, parents))
     if not _is_differentiable(ans):
         return ans
     if prim.reads is None:
-        return Box(ans, top, Node(prim, unboxed, kwargs, ans, argnums, parents))
+        return Box(ans, top, Node(prim, unboxed, kwargs, ans if res is None else res, argnums, parents))
     keep, keep_ans = prim.residual_plan(tuple(argnums))
+    if res is not None:
+        keep_ans = True  # the residuals stand in for ans
     return Box(ans, top, Node(prim, unboxed if keep is None else _keep_residuals(unboxed, keep),
-                              kwargs, ans if keep_ans else None, argnums, parents))
+                              kwargs, (ans if res is None else res) if keep_ans else None,
+                              argnums, parents))
 
 
 # ---------------------------------------------------------------------------------------------

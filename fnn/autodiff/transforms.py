@@ -25,9 +25,10 @@ def _is_float_leaf(leaf: Any) -> bool:
     return isinstance(value, (float, complex))
 
 
-def _check_differentiable_inputs(primals: tuple, who: str, argnums: Sequence[int]) -> None:
+def _check_differentiable_inputs(primals: tuple, who: str, argnums: Sequence[int],
+                                 leaves: list | None = None) -> None:
     """Raise a TypeError naming the argument and path of any non-floating input leaf."""
-    if all(_is_float_leaf(leaf) for leaf in tree.leaves(primals)):
+    if all(_is_float_leaf(leaf) for leaf in (tree.leaves(primals) if leaves is None else leaves)):
         return
     for pos, arg in zip(argnums, primals):
         for path, leaf in tree.flatten_with_path(arg)[0]:
@@ -50,12 +51,22 @@ def _unbox_level(x: Any, trace: int) -> Any:
     return tree.map(unbox, x)
 
 
-def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str):
-    """Run `f(*primals)` under a new trace; return (out, vjp_fn, aux)."""
+def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str,
+         float_argnums: Sequence[int] | None = None):
+    """Run `f(*primals)` under a new trace; return (out, vjp_fn, aux).
+
+    With `float_argnums` (the positions the primals came from), every input leaf must be floating
+    point (grad and value_and_grad); otherwise integer and boolean leaves get zero cotangents.
+    `vjp_fn(cotangent, checked=False)`: `checked=True` skips validating the cotangent's structure
+    (for callers that built it themselves).
+    """
     trace = new_trace()
     in_leaves, in_def = tree.flatten(primals)
+    is_float = [_is_float_leaf(leaf) for leaf in in_leaves]
+    if float_argnums is not None and not all(is_float):
+        _check_differentiable_inputs(primals, who, float_argnums, in_leaves)
     # Only floating-point leaves are traced; integer and boolean ones get a zero cotangent.
-    boxed = [box_input(leaf, trace) if _is_float_leaf(leaf) else leaf for leaf in in_leaves]
+    boxed = [box_input(leaf, trace) if f_ else leaf for leaf, f_ in zip(in_leaves, is_float)]
     starts = [b._node if type(b) is Box else None for b in boxed]
     result = f(*tree.unflatten(in_def, boxed))
     aux = None
@@ -78,15 +89,17 @@ def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str):
     out = tree.unflatten(out_def, out_values)
     del boxed, result, out_leaves
 
-    def vjp_fn(cotangent: Any) -> tuple:
+    def vjp_fn(cotangent: Any, checked: bool = False) -> tuple:
         cot_leaves, cot_def = tree.flatten(cotangent)
-        if cot_def != out_def:
-            raise ValueError(f"{who}: the cotangent's structure {cot_def} does not match the "
-                             f"output's structure {out_def}")
-        for i, (c, o) in enumerate(zip(cot_leaves, out_values)):
-            if getattr(c, "shape", ()) != getattr(o, "shape", ()):
-                raise ValueError(f"{who}: cotangent leaf {i} has shape {getattr(c, 'shape', ())} "
-                                 f"but the output leaf has shape {getattr(o, 'shape', ())}")
+        if not checked:
+            if cot_def != out_def:
+                raise ValueError(f"{who}: the cotangent's structure {cot_def} does not match the "
+                                 f"output's structure {out_def}")
+            for i, (c, o) in enumerate(zip(cot_leaves, out_values)):
+                if getattr(c, "shape", ()) != getattr(o, "shape", ()):
+                    raise ValueError(f"{who}: cotangent leaf {i} has shape "
+                                     f"{getattr(c, 'shape', ())} but the output leaf has shape "
+                                     f"{getattr(o, 'shape', ())}")
         roots = [(n, c) for n, c in zip(out_nodes, cot_leaves) if n is not None]
         found = backward_pass(roots, retain=retain) if roots else {}
         grads = []
@@ -166,10 +179,9 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
     def value_and_grad_f(*args, **kwargs):
         nums = _normalize_argnums(argnums, len(args), who)
         primals = tuple(args[i] for i in nums)
-        _check_differentiable_inputs(primals, who, nums)
         out, vjp_fn, aux = _vjp(_fix_args(f, args, kwargs, nums), primals, has_aux,
-                                retain=False, who=who)
-        grads = vjp_fn(_ones_like_scalar(out, who))
+                                retain=False, who=who, float_argnums=nums)
+        grads = vjp_fn(_ones_like_scalar(out, who), checked=True)
         g = grads[0] if isinstance(argnums, int) else grads
         return ((out, aux), g) if has_aux else (out, g)
 

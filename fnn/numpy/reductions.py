@@ -19,11 +19,25 @@ def _check_out(out, name):
 
 def _sum(a, axis=None, dtype=None, out=None, keepdims=False):
     _check_out(out, "sum")
+    if hasattr(a, "sum"):  # the array's own method: one wrapper layer fewer than np.sum
+        return a.sum(axis=axis, dtype=dtype, keepdims=keepdims)
     return np.sum(a, axis=axis, dtype=dtype, keepdims=keepdims)
 
 
 def _mean(a, axis=None, dtype=None, out=None, keepdims=False):
     _check_out(out, "mean")
+    a_dtype = getattr(a, "dtype", None)
+    if dtype is None and a_dtype is not None and a_dtype.kind == "f" and a_dtype.itemsize >= 4:
+        # What np.mean does for float32/float64 (a sum in the input's dtype, then one division),
+        # without its Python-level bookkeeping, which dominates for small arrays.
+        total = a.sum(axis=axis, keepdims=keepdims)  # raises NumPy's error for a bad axis
+        n = 1
+        shape = a.shape
+        for ax in (range(len(shape)) if axis is None else
+                   (axis,) if isinstance(axis, int) else axis):
+            n *= shape[ax]
+        if n:
+            return total / n
     return np.mean(a, axis=axis, dtype=dtype, keepdims=keepdims)
 
 

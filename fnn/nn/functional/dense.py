@@ -1,11 +1,17 @@
-"""The dense (fully connected) layer as one primitive: y = x @ w + b, weights laid out (in, out)."""
+"""The dense (fully connected) layer as one primitive: y = x @ w + b, weights laid out (in, out).
+
+The rules have two forms with the same math: plain array methods when nothing in them is traced
+(first-order gradients, the hot path: a few microseconds less per layer than going through
+fnn.numpy's dispatch), and fnn.numpy calls when an enclosing transform differentiates the rule
+itself (grad of grad).
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
 import fnn.numpy as fnp
-from fnn.autodiff.tracer import defvjp, primitive
+from fnn.autodiff.tracer import any_traced, defvjp, primitive
 
 __all__ = ["dense"]
 
@@ -25,17 +31,24 @@ _dense = primitive(_dense_fun, name="fnn.nn.functional.dense")
 
 
 def _x_rule(g, ans, x, w, b):
+    if not any_traced(g, w):
+        return g @ w.T
     return fnp.matmul(g, fnp.transpose(w))
 
 
 def _w_rule(g, ans, x, w, b):
     n_in = _shape(x)[-1]
     n_out = _shape(g)[-1]
+    if not any_traced(g, x):
+        return x.reshape(-1, n_in).T @ g.reshape(-1, n_out)
     return fnp.matmul(fnp.transpose(fnp.reshape(x, (-1, n_in))), fnp.reshape(g, (-1, n_out)))
 
 
 def _b_rule(g, ans, x, w, b):
-    return fnp.sum(fnp.reshape(g, (-1, _shape(g)[-1])), axis=0)
+    n_out = _shape(g)[-1]
+    if not any_traced(g):
+        return g.reshape(-1, n_out).sum(axis=0)
+    return fnp.sum(fnp.reshape(g, (-1, n_out)), axis=0)
 
 
 defvjp(_dense, _x_rule, _w_rule, _b_rule, reads=[(1,), (0,), ()])
