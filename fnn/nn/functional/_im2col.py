@@ -109,18 +109,52 @@ def weight_from_cols(g, cols, w_shape, groups: int):
 
 def conv_input_grad(g, w, hw, stride, pads, dilation, groups: int):
     """Input cotangent of a convolution (also the transposed convolution of g by w):
-    g (N, O, OH, OW), w (O, C/G, kh, kw) -> (N, C, H, W) with (H, W) = hw."""
+    g (N, O, OH, OW), w (O, C/G, kh, kw) -> (N, C, H, W) with (H, W) = hw.
+
+    With vertical stride 1 the col2im runs on "wide" rows: g is widened to (O, N, OH, Wq) with
+    zero columns, Wq * sw >= the padded width, so that each kernel offset is one long strided
+    slice of the flat padded image (the zero columns add nothing where the rows wrap around).
+    NumPy then adds long rows instead of OW-sized pieces: fewer, faster inner loops."""
     xp = get_array_module(g, w)
     o, cg, kh, kw = w.shape
     n, _, oh, ow = g.shape
-    g2 = _g2(g)
-    if groups == 1:
-        dcols = xp.matmul(w.reshape(o, -1).T, g2)
+    if stride[0] != 1:
+        g2 = _g2(g)
+        dcols = _dcols(xp, w, g2, groups).reshape(cg * groups, kh, kw, n, oh, ow)
+        return col2im(dcols, hw, stride, pads, dilation)
+    sw = stride[1]
+    dh, dw = dilation
+    h, wd = hw
+    pt, pb, pl, pr = pads
+    hp, wp = h + pt + pb, wd + pl + pr
+    wq = -(-wp // sw)  # wide row length in output columns
+    wr = wq * sw       # row pitch of the flat padded buffer
+    if wq == ow:
+        g2 = _g2(g)
     else:
-        dcols = xp.matmul(w.reshape(groups, o // groups, -1).transpose(0, 2, 1),
-                          g2.reshape(groups, o // groups, -1))
-    dcols = dcols.reshape(cg * groups, kh, kw, n, oh, ow)
-    return col2im(dcols, hw, stride, pads, dilation)
+        g2 = xp.zeros_like(g, shape=(o, n, oh, wq))
+        g2[..., :ow] = g.transpose(1, 0, 2, 3)
+        g2 = g2.reshape(o, -1)
+    m = oh * wq
+    dcols = _dcols(xp, w, g2, groups).reshape(cg * groups, kh, kw, n, m)
+    span = sw * (m - 1) + 1
+    length = max((kh - 1) * dh * wr + (kw - 1) * dw + span, hp * wr)
+    buf = xp.zeros_like(g, shape=(cg * groups, n, length))
+    for i in range(kh):
+        for j in range(kw):
+            s0 = i * dh * wr + j * dw
+            buf[:, :, s0:s0 + span:sw] += dcols[:, i, j]
+    out = buf[:, :, :hp * wr].reshape(cg * groups, n, hp, wr)[:, :, pt:pt + h, pl:pl + wd]
+    return xp.ascontiguousarray(out.transpose(1, 0, 2, 3))
+
+
+def _dcols(xp, w, g2, groups):
+    """Column cotangent w^T g2: (C*kh*kw, M) from g2 (O, M), one GEMM (batched over groups)."""
+    o = w.shape[0]
+    if groups == 1:
+        return xp.matmul(w.reshape(o, -1).T, g2)
+    return xp.matmul(w.reshape(groups, o // groups, -1).transpose(0, 2, 1),
+                     g2.reshape(groups, o // groups, -1))
 
 
 # --- pooling: the same offset loop over (N, C, H, W) directly -------------------------------------

@@ -42,7 +42,8 @@ def relu(x):
     return np.maximum(x, 0)
 
 
-defvjp(relu, lambda g, ans, x: fnp.where(strip(ans) > 0, g, 0.0), reads=[("ans",)])
+# g * mask, not where(mask, g, 0): NumPy's where with a scalar is several times slower.
+defvjp(relu, lambda g, ans, x: g * (strip(ans) > 0), reads=[("ans",)])
 
 
 @_prim

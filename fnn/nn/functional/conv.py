@@ -143,7 +143,12 @@ def _conv_t(g, w, b, *, hw, stride, pads, dilation, groups):
     return out
 
 
-_conv_t_p = primitive(_conv_t, name="conv_transpose2d")
+def _conv_t_fwd(g, w, b, **kw):
+    # The residual is a memo the two rules share: both need the columns of the same cotangent.
+    return _conv_t_p(g, w, b, **kw), {}
+
+
+_conv_t_p = primitive(_conv_t, name="conv_transpose2d", fwd=_conv_t_fwd)
 
 
 def _conv_weight(x, g, *, w_shape, stride, pads, dilation, groups):
@@ -190,14 +195,30 @@ defvjp(_conv2d_p, _conv2d_dx, _conv2d_dw, _bias_grad, reads=[(1,), ("ans",), ()]
 
 
 # conv_t: dx = conv^T(g, w) + b, linear in g: its VJP in g is the forward convolution.
-def _conv_t_dg(gx, ans, g, w, b, *, hw, stride, pads, dilation, groups):
-    return _conv2d_p(gx, w, None, stride=stride, pads=pads, dilation=dilation, groups=groups,
-                     out_hw=g.shape[2:])
+def _cols_of(memo, gx, w_shape, stride, pads, dilation, out_hw):
+    """im2col of the cotangent gx, built once for both rules of a conv_t node."""
+    if memo.get("gx") is not gx:
+        memo.clear()
+        memo["gx"] = gx
+        memo["cols"] = K.im2col(gx, w_shape[2], w_shape[3], stride, pads, dilation, out_hw)
+    return memo["cols"]
 
 
-def _conv_t_dw(gx, ans, g, w, b, *, hw, stride, pads, dilation, groups):
-    return _conv_weight_p(gx, g, w_shape=w.shape, stride=stride, pads=pads, dilation=dilation,
-                          groups=groups)
+def _conv_t_dg(gx, memo, g, w, b, *, hw, stride, pads, dilation, groups):
+    if is_traced(gx) or is_traced(w):
+        return _conv2d_p(gx, w, None, stride=stride, pads=pads, dilation=dilation,
+                         groups=groups, out_hw=g.shape[2:])
+    cols = _cols_of(memo, gx, w.shape, stride, pads, dilation, g.shape[2:])
+    return _finish(K.cols_matmul(w, cols, groups), None)
+
+
+def _conv_t_dw(gx, memo, g, w, b, *, hw, stride, pads, dilation, groups):
+    if is_traced(gx) or is_traced(g):
+        return _conv_weight_p(gx, g, w_shape=w.shape, stride=stride, pads=pads,
+                              dilation=dilation, groups=groups)
+    cols = _cols_of(memo, gx, w.shape, stride, pads, dilation, g.shape[2:])
+    memo.clear()  # the weight rule runs last
+    return K.weight_from_cols(g, cols, w.shape, groups)
 
 
 defvjp(_conv_t_p, _conv_t_dg, _conv_t_dw, _bias_grad, reads=[(1,), (0,), ()])

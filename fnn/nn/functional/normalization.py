@@ -11,11 +11,13 @@ primitive over groups. Scale and bias have shape (C,) and may be None.
 from __future__ import annotations
 
 import math
+import weakref
 
 import numpy as np
 
 import fnn.numpy as fnp
-from fnn.autodiff.tracer import defvjp, primitive, strip
+from fnn.autodiff.tracer import defvjp, is_traced, primitive, strip
+from fnn.backend import get_array_module
 
 __all__ = ["batch_norm", "batch_stats", "batch_norm_inference", "layer_norm", "group_norm"]
 
@@ -42,7 +44,47 @@ def _check_affine(name, x, scale, bias, axis_text, c):
 
 # --- batch norm -------------------------------------------------------------------------------
 
+def _channel_sum(a, b=None):
+    """Per-channel sum of a (or of a * b, without the temporary) over every axis but axis 1."""
+    xp = get_array_module(a)
+    idx = "abcdefghij"[:a.ndim]
+    if b is None:
+        return xp.einsum(f"{idx}->b", a)
+    return xp.einsum(f"{idx},{idx}->b", a, b)
+
+
+# One-slot memo of the statistics of the last plain batch normalised, so that batch_stats (which
+# a BatchNorm layer calls right after batch_norm on the same array) need not pass over it again.
+_last_stats: list = [None, None, None]
+
+
 def _bn_forward(x, scale, bias, eps=1e-5):
+    if is_traced(x) or is_traced(scale) or is_traced(bias):
+        return _bn_forward_traced(x, scale, bias, eps)
+    xp = get_array_module(x)
+    nd = x.ndim
+    c = x.shape[1]
+    n = x.size // c
+    cshape = _channel_shape(nd, c)
+    mean = _channel_sum(x) * (1.0 / n)
+    xhat = x - mean.reshape(cshape)
+    var = _channel_sum(xhat, xhat) * (1.0 / n)
+    try:
+        _last_stats[:] = [weakref.ref(x), mean, var]
+    except TypeError:  # an array type without weak references
+        _last_stats[:] = [None, None, None]
+    inv_std = 1.0 / xp.sqrt(var + eps)
+    xhat *= inv_std.reshape(cshape)
+    if scale is None:
+        y = xhat if bias is None else xhat + bias.reshape(cshape)
+    else:
+        y = xp.multiply(xhat, scale.reshape(cshape))
+        if bias is not None:
+            y += bias.reshape(cshape)
+    return y, (xhat, inv_std.reshape(cshape), {})
+
+
+def _bn_forward_traced(x, scale, bias, eps=1e-5):
     nd = len(_shape(x))
     axes = _bn_axes(nd)
     mean = fnp.mean(x, axis=axes, keepdims=True)
@@ -56,7 +98,7 @@ def _bn_forward(x, scale, bias, eps=1e-5):
         y = y * fnp.reshape(scale, cshape)
     if bias is not None:
         y = y + fnp.reshape(bias, cshape)
-    return y, (xhat, inv_std)
+    return y, (xhat, inv_std, {})
 
 
 def _bn_fun(x, scale, bias, eps=1e-5):
@@ -66,27 +108,60 @@ def _bn_fun(x, scale, bias, eps=1e-5):
 _batch_norm = primitive(_bn_fun, name="fnn.nn.functional.batch_norm", fwd=_bn_forward)
 
 
+def _plain(*vals):
+    return not any(is_traced(v) for v in vals)
+
+
+def _bn_sums(g, res, need_gx=True):
+    """(sum of g, sum of g * xhat) per channel for this cotangent, computed once for the three
+    rules of a node (they run one after another with the same g; the memo lives in res)."""
+    xhat, _, memo = res
+    if memo.get("g") is not g:
+        memo.clear()
+        memo["g"] = g
+    if "sg" not in memo:
+        memo["sg"] = _channel_sum(g)
+    if need_gx and "sgx" not in memo:
+        memo["sgx"] = _channel_sum(g, xhat)
+    return memo["sg"], memo.get("sgx")
+
+
 def _bn_x_rule(g, res, x, scale, bias, eps=1e-5):
-    xhat, inv_std = res
+    xhat, inv_std, _ = res
     gshape = _shape(g)
-    axes = _bn_axes(len(gshape))
+    nd = len(gshape)
+    axes = _bn_axes(nd)
     n = math.prod(gshape[a] for a in axes)
-    gs = g if scale is None else g * fnp.reshape(scale, _channel_shape(len(gshape), gshape[1]))
+    cshape = _channel_shape(nd, gshape[1])
+    if _plain(g, xhat, inv_std, scale):
+        # dx = k * (g - sum_g / n - xhat * sum_gx / n),  k = scale * inv_std, in three passes
+        sg, sgx = _bn_sums(g, res)
+        k = inv_std.reshape(-1) if scale is None else scale * inv_std.reshape(-1)
+        dx = g * k.reshape(cshape)
+        t = xhat * (k * sgx * (1.0 / n)).reshape(cshape)
+        dx -= t
+        dx -= (k * sg * (1.0 / n)).reshape(cshape)
+        return dx
+    gs = g if scale is None else g * fnp.reshape(scale, cshape)
     sum_gs = fnp.sum(gs, axis=axes, keepdims=True)
     sum_gsx = fnp.sum(gs * xhat, axis=axes, keepdims=True)
     return (inv_std * (1.0 / n)) * (gs * float(n) - sum_gs - xhat * sum_gsx)
 
 
 def _bn_scale_rule(g, res, x, scale, bias, eps=1e-5):
+    if _plain(g, res[0]):
+        return _bn_sums(g, res)[1]
     return fnp.sum(g * res[0], axis=_bn_axes(len(_shape(g))))
 
 
 def _bn_bias_rule(g, res, x, scale, bias, eps=1e-5):
+    if _plain(g):
+        return _bn_sums(g, res, need_gx=False)[0]
     return fnp.sum(g, axis=_bn_axes(len(_shape(g))))
 
 
 defvjp(_batch_norm, _bn_x_rule, _bn_scale_rule, _bn_bias_rule,
-       reads=[(1, "ans"), ("ans",), ()])
+       reads=[(1, "ans"), ("ans",), ("ans",)])
 
 
 def _check_bn_input(name, x, scale, bias):
@@ -113,6 +188,9 @@ def batch_stats(x, ddof=0):
     if len(xs) < 2:
         raise ValueError(f"batch_stats: the input must be (N, C, ...) with at least 2 axes, got x "
                          f"shape {xs}")
+    last = _last_stats
+    if ddof == 0 and last[0] is not None and last[0]() is x:
+        return last[1], last[2]
     axes = _bn_axes(len(xs))
     mean = np.mean(x, axis=axes)
     n = math.prod(xs[a] for a in axes)

@@ -49,18 +49,25 @@ def _pool_setup(fn, x, kernel_size, stride, padding, nd):
 # --- max pooling -------------------------------------------------------------------------------
 
 def _max_and_argmax(x, kernel, stride, pads):
+    """The window maxima and argmax offsets (uint8 for windows of up to 256 cells). Masked
+    writes (copyto with where=, boolean indexing) are slow in NumPy, so the argmax is kept with
+    arithmetic: a strict `>` marks the offsets that beat every earlier one, and since offsets
+    increase, the largest marked offset is the first maximum (ties go to it, as in PyTorch)."""
     xp = get_array_module(x)
     padded = K.pad_nchw(x, pads, -xp.inf)
     out_hw = K.pool_out_hw(x.shape[2:], kernel, stride, pads)
     best = idx = None
+    small = kernel[0] * kernel[1] <= 256
     for k, view in K.window_views(padded, kernel, stride, out_hw):
         if best is None:
             best = view.copy()
-            idx = xp.zeros(best.shape, dtype=xp.uint8 if kernel[0] * kernel[1] <= 256 else xp.int32)
+            idx = xp.zeros(best.shape, dtype=xp.uint8 if small else xp.int32)
         else:
-            mask = view > best  # strict: ties go to the first offset, as in PyTorch
-            xp.copyto(best, view, where=mask)
-            idx[mask] = k
+            mask = xp.greater(view, best)
+            xp.maximum(best, view, out=best)
+            mark = mask.view(xp.uint8) if small else mask.astype(xp.int32)
+            mark *= k
+            xp.maximum(idx, mark, out=idx)
     return best, idx
 
 
@@ -88,12 +95,21 @@ _max_pool_p = primitive(_max_pool, name="max_pool2d", fwd=_max_pool_fwd)
 
 
 def _max_scatter(g, idx, *, hw, kernel, stride, pads):
-    """The cotangent g (N, C, OH, OW) sent to the argmax positions of an (N, C, H, W) input."""
+    """The cotangent g (N, C, OH, OW) sent to the argmax positions of an (N, C, H, W) input.
+    Disjoint windows (stride >= kernel) are written, not added; when they tile the padded input
+    exactly, nothing needs zeroing first."""
     xp = get_array_module(g)
     n, c = g.shape[:2]
-    padded = xp.zeros_like(g, shape=(n, c, hw[0] + pads[0] + pads[1], hw[1] + pads[2] + pads[3]))
+    shape = (n, c, hw[0] + pads[0] + pads[1], hw[1] + pads[2] + pads[3])
+    disjoint = stride[0] >= kernel[0] and stride[1] >= kernel[1]
+    tiled = (tuple(stride) == tuple(kernel) and shape[2] == g.shape[2] * kernel[0]
+             and shape[3] == g.shape[3] * kernel[1])
+    padded = xp.empty_like(g, shape=shape) if tiled else xp.zeros_like(g, shape=shape)
     for k, view in K.window_views(padded, kernel, stride, g.shape[2:]):
-        view += g * (idx == k)
+        if disjoint:
+            xp.multiply(g, idx == k, out=view)
+        else:
+            view += g * (idx == k)
     return xp.ascontiguousarray(K.crop_nchw(padded, hw, pads))
 
 
