@@ -71,15 +71,17 @@ def rnn(lr=LR["rnn"]):
 
 
 def rnn_loop(lr=LR["rnn"]):
-    """Elman RNN as a Python loop over time steps written with fnn.numpy."""
+    """Elman RNN as a Python loop over time steps written with fnn.numpy; like the hand-written
+    reference, the input projection of all steps is one product before the loop."""
 
     def loss_fn(p, batch):
         x, y = batch["x"], batch["y"]
         r = p["rnn"]
+        xp = x @ r["w_ih"] + (r["b_ih"] + r["b_hh"])  # every step's input projection at once
         h = fnp.zeros((x.shape[0], r["w_hh"].shape[0]), dtype=x.dtype)
         outs = []
         for t in range(x.shape[1]):
-            h = fnp.tanh(x[:, t] @ r["w_ih"] + r["b_ih"] + h @ r["w_hh"] + r["b_hh"])
+            h = fnp.tanh(xp[:, t] + h @ r["w_hh"])
             outs.append(h)
         hs = fnp.stack(outs, axis=1)
         pred = hs @ p["out"]["w"] + p["out"]["b"]

@@ -7,6 +7,11 @@ for higher-order derivatives) without the rest of `fnn.numpy`:
   argument, so no VJP rule has to undo broadcasting itself.
 - `cast` gives every cotangent its argument's dtype (float32 stays float32).
 - `add_cotangents` accumulates the cotangents of a value used more than once.
+
+Cotangents of slices (`x[i]`, `x[:, t]` in a loop over time) arrive as `Scattered` pieces rather
+than as full arrays of zeros with one slice filled in: the pieces for one value are collected and
+written into a single zero array when that value's node is reached, so a loop that reads T slices
+of a sequence costs one (N, T, ...) buffer in the backward pass instead of T of them.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ import numpy as np
 from fnn.backend import module_for_type
 from fnn.autodiff.tracer import ArgSpec, Box, Node, Parts, defvjp, primitive, strip
 
-__all__ = ["backward_pass", "sum_to_shape", "broadcast_to", "cast", "add_cotangents",
+__all__ = ["backward_pass", "Scattered", "sum_to_shape", "broadcast_to", "cast", "add_cotangents",
            "zeros_like_value", "shape_of", "dtype_of"]
 
 
@@ -102,11 +107,45 @@ def fit_to(g: Any, x: Any) -> Any:
     return g
 
 
+class Scattered:
+    """A cotangent that is zero except where `pieces` (index, values) say, for a value shaped
+    like `like` (an array or ArgSpec); made by the rule of indexing, densified once when read."""
+
+    __slots__ = ("like", "pieces", "add_at")
+
+    def __init__(self, like: Any, idx: Any, values: Any, add_at: Any):
+        self.like = like
+        self.pieces = [(idx, values)]
+        self.add_at = add_at  # add_at(out, idx, values): in-place scatter-add
+
+    def dense(self) -> Any:
+        out = zeros_like_value(self.like)
+        for idx, values in self.pieces:
+            self.add_at(out, idx, values)
+        return out
+
+    def added_to(self, other: Any) -> Any:
+        """other + self, for a plain array `other`, in a fresh array."""
+        out = other.copy()
+        for idx, values in self.pieces:
+            self.add_at(out, idx, values)
+        return out
+
+
 def _accumulate(old: Any, new: Any) -> Any:
     if old is None:
         return new
     if type(old) is Parts:
         return old.merged(new)
+    if type(old) is Scattered or type(new) is Scattered:
+        if type(old) is Scattered and type(new) is Scattered:
+            old.pieces.extend(new.pieces)  # both made by this pass and owned by it
+            return old
+        if type(old) is not Scattered:
+            old, new = new, old
+        if type(new) is Box:
+            return add_cotangents(old.dense(), new)
+        return old.added_to(new)
     if type(old) is Box or type(new) is Box:
         return add_cotangents(old, new)  # recorded, for higher-order derivatives
     return old + new  # both fitted to the same argument: same shape, dtype and device
@@ -141,6 +180,8 @@ def backward_pass(roots: Iterable[tuple[Node, Any]], retain: bool = False) -> di
     while ready:
         node = ready.pop()
         g = cotangents.pop(node)
+        if type(g) is Scattered:
+            g = g.dense()
         parents = node.parents
         if not parents:
             starts[node] = g
@@ -148,7 +189,7 @@ def backward_pass(roots: Iterable[tuple[Node, Any]], retain: bool = False) -> di
         grads = node.prim.backward(node, g)
         args = node.args
         for argnum, parent, pg in zip(node.argnums, parents, grads):
-            if type(pg) is not Parts:
+            if type(pg) is not Parts and type(pg) is not Scattered:
                 pg = fit_to(pg, args[argnum])
             old = cotangents.get(parent)
             cotangents[parent] = pg if old is None else _accumulate(old, pg)

@@ -3,12 +3,13 @@ cosine distance. `reduction='mean'` averages over every element (as PyTorch does
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 
 import fnn.numpy as fnp
-from fnn.autodiff.tracer import defvjp, primitive
+from fnn.autodiff.tracer import any_traced, defvjp, primitive
 from fnn.backend import get_array_module
 from fnn.losses._common import (as_array, check_float, check_reduction, check_same_shape,
                                 class_axis, reduce, shape_of)
@@ -53,7 +54,7 @@ def huber(pred: Any, target: Any, delta: float = 1.0, reduction: str = "mean") -
 
 # --- binary cross-entropy on logits: one primitive ------------------------------------------------
 
-def _bce_forward(x, t, pos_weight):
+def _bce_elementwise(x, t, pos_weight):
     """max(x, 0) - x t + log1p(exp(-|x|)), or with a positive-class weight w:
     w t softplus(-x) + (1 - t) softplus(x)."""
     xp = get_array_module(x)
@@ -65,6 +66,15 @@ def _bce_forward(x, t, pos_weight):
     return pos_weight * t * softplus_neg + (1.0 - t) * softplus_pos
 
 
+def _bce_forward(x, t, pos_weight, reduction="mean"):
+    per_element = _bce_elementwise(x, t, pos_weight)
+    if reduction == "none":
+        return per_element
+    total = per_element.sum()
+    return total / per_element.size if reduction == "mean" and per_element.size else total
+
+
+# One primitive, the reduction included: a training step records one node for the loss.
 _bce = primitive(_bce_forward, name="fnn.losses.binary_cross_entropy_with_logits")
 
 
@@ -76,20 +86,33 @@ def _softplus(x):
     return fnp.logaddexp(0.0, x)
 
 
-def _bce_x_rule(g, ans, x, t, pos_weight):
+def _per_element(g, x, reduction):
+    """The cotangent of each element's loss, from the cotangent of the reduced loss."""
+    if reduction == "none":
+        return g
+    size = math.prod(shape_of(x))
+    return g * (1.0 / size) if reduction == "mean" and size else g
+
+
+def _bce_x_rule(g, ans, x, t, pos_weight, reduction="mean"):
+    g = _per_element(g, x, reduction)
     if pos_weight is None:
+        if not any_traced(g, x, t):
+            xp = get_array_module(x)
+            return g * (0.5 * (xp.tanh(0.5 * x) + 1.0) - t)
         return g * (_sigmoid(x) - t)
     return g * ((1.0 - t) * _sigmoid(x) - pos_weight * t * _sigmoid(-x))
 
 
-def _bce_t_rule(g, ans, x, t, pos_weight):
+def _bce_t_rule(g, ans, x, t, pos_weight, reduction="mean"):
+    g = _per_element(g, x, reduction)
     if pos_weight is None:
         return -g * x
     return g * (pos_weight * _softplus(-x) - _softplus(x))
 
 
-def _bce_w_rule(g, ans, x, t, pos_weight):
-    return g * (t * _softplus(-x))
+def _bce_w_rule(g, ans, x, t, pos_weight, reduction="mean"):
+    return _per_element(g, x, reduction) * (t * _softplus(-x))
 
 
 defvjp(_bce, _bce_x_rule, _bce_t_rule, _bce_w_rule, reads=[(0, 1, 2), (0, 2), (0, 1)])
@@ -114,7 +137,7 @@ def binary_cross_entropy_with_logits(logits: Any, targets: Any, pos_weight: Any 
         except ValueError:
             raise ValueError(f"{loss}: pos_weight of shape {shape_of(pos_weight)} does not "
                              f"broadcast against logits of shape {shape_of(logits)}") from None
-    return reduce(_bce(logits, targets, pos_weight), reduction)
+    return _bce(logits, targets, pos_weight, reduction)
 
 
 # --- cosine ---------------------------------------------------------------------------------------

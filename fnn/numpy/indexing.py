@@ -27,12 +27,17 @@ def _getitem(x, idx):
     return x[idx]
 
 
-def _index_add(x, idx, v):
-    out = x.copy()
+def add_at(out, idx, v) -> None:
+    """out[idx] += v in place, repeated advanced indices adding up (plain arrays only)."""
     if is_basic_index(idx):
         out[idx] += v
     else:
         np.add.at(out, idx, v)
+
+
+def _index_add(x, idx, v):
+    out = x.copy()
+    add_at(out, idx, v)
     return out
 
 

@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 
-from fnn.autodiff.backward import shape_of, zeros_like_value
-from fnn.autodiff.tracer import defvjp, defvjp_argnum, strip
+from fnn.autodiff.backward import Scattered, shape_of, zeros_like_value
+from fnn.autodiff.tracer import any_traced, defvjp, defvjp_argnum, strip
 from fnn.numpy import contractions as C
 from fnn.numpy import elementwise as E
 from fnn.numpy import indexing as I
@@ -296,6 +296,8 @@ defvjp(S.pad_constant, _pad_rule, None, _pad_value_rule, reads=[(), None, ()])
 # --- indexing -------------------------------------------------------------------------------------
 
 def _scatter_into_zeros(g, x, idx):
+    if not any_traced(g):  # first order: pieces, summed into one buffer by the backward pass
+        return Scattered(x, idx, g, I.add_at)
     return I.index_add(zeros_like_value(x), idx, g)
 
 
@@ -353,7 +355,13 @@ def _dot_b(g, ans, a, b):
     return S.moveaxis(r, 0, nb - 2) if nb >= 2 else r
 
 
+# The matrix-product rules take plain array methods when nothing is traced and both operands are
+# matrices (or stacks of them): the common first-order case, where fnn.numpy's dispatch would
+# cost more than a small product itself.
+
 def _matmul_a(g, ans, a, b):
+    if len(shape_of(a)) >= 2 and len(shape_of(b)) >= 2 and not any_traced(g, b):
+        return g @ b.swapaxes(-1, -2)
     if len(shape_of(b)) == 1:
         return g * b if len(shape_of(a)) == 1 else S.expand_dims(g, -1) * b
     if len(shape_of(a)) == 1:
@@ -362,6 +370,8 @@ def _matmul_a(g, ans, a, b):
 
 
 def _matmul_b(g, ans, a, b):
+    if len(shape_of(a)) >= 2 and len(shape_of(b)) >= 2 and not any_traced(g, a):
+        return a.swapaxes(-1, -2) @ g
     if len(shape_of(a)) == 1:
         return g * a if len(shape_of(b)) == 1 else S.expand_dims(a, -1) * S.expand_dims(g, -2)
     if len(shape_of(b)) == 1:
