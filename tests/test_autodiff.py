@@ -440,3 +440,18 @@ def test_residual_primitive_passes_fwd_residuals_to_rules():
     assert calls == ["fun"]
     np.testing.assert_allclose(fnn.grad(lambda x: fnp.sum(sigmoid(x)))(x), s * (1 - s))
     assert calls[1:] == ["fwd"]
+
+
+def test_custom_vjp_refuses_a_closure_over_traced_values():
+    """fwd closing over a value being differentiated would lose that value's gradient: refused."""
+
+    def outer(x, w):
+        @fnn.custom_vjp
+        def scale(x):
+            return x * w
+
+        scale.defvjp(lambda x: (x * w, None), lambda res, g: (g * w,))
+        return fnp.sum(scale(x))
+
+    with pytest.raises(TypeError, match="not among its arguments"):
+        fnn.grad(outer, argnums=(0, 1))(np.ones(3), np.ones(3))

@@ -144,6 +144,12 @@ class custom_vjp:
         if not (isinstance(fwd_out, tuple) and len(fwd_out) == 2):
             raise TypeError(f"custom_vjp {name}: fwd must return a pair (output, residuals)")
         out, residuals = fwd_out
+        if _leaks(tree.leaves(out), top):
+            raise TypeError(
+                f"custom_vjp {name}: fwd uses traced values that are not among its arguments (a "
+                "closure over values being differentiated?); their gradients would be lost. Pass "
+                "them as arguments of the custom_vjp function (or wrap them in fnn.stop_gradient "
+                "if no gradient should flow to them).")
         rule = _CustomRule(name, self.bwd, residuals, args_def, static)
         return _record(rule, top, unboxed, positions, parents, out)
 
