@@ -14,5 +14,6 @@ from fnn.nn.functional.normalization import (batch_norm, batch_norm_inference, b
                                              group_norm, layer_norm)
 from fnn.nn.functional.pooling import (adaptive_avg_pool2d, avg_pool1d, avg_pool2d, global_avg_pool,
                                        max_pool1d, max_pool2d)
+from fnn.nn.functional.recurrent import gru_sequence, lstm_sequence, rnn_sequence
 
 attention = scaled_dot_product_attention

@@ -4,7 +4,8 @@ Input (N, T, features), output (N, T, hidden). The input may be `(x, carry0)` to
 state (h for RNN and GRU, (h, c) for LSTM); with `return_carry=True` the output is `(y, carry)`.
 Gates follow PyTorch's order (LSTM: i, f, g, o; GRU: r, z, n) and its two biases, with weights in
 fnn's dense layout (in, out): `w_ih` (features, gates*hidden), `w_hh` (hidden, gates*hidden).
-The input projection of all time steps is one matrix product before the loop over time.
+The input projection of all time steps is one matrix product (one `dense`); the recurrence over
+time is then one primitive with a hand-written backward pass (fnn.nn.functional.recurrent).
 """
 
 from __future__ import annotations
@@ -14,8 +15,8 @@ import attrs
 from fnn import numpy as fnp
 from fnn import random
 from fnn.nn import initializers as init
-from fnn.nn.functional import activations as A
 from fnn.nn.functional.dense import dense
+from fnn.nn.functional.recurrent import gru_sequence, lstm_sequence, rnn_sequence
 from fnn.nn.module import Module, ShapeDtype
 
 __all__ = ["RNN", "LSTM", "GRU"]
@@ -56,11 +57,7 @@ class _Recurrent(Module):
         projected = dense(x, params["w_ih"], params["b_ih"])  # (N, T, gates*hidden)
         if carry is None:
             carry = self._start(x)
-        outputs = []
-        for x_t in fnp.unstack(projected, axis=1):
-            carry, h = self._step(params, x_t, carry)
-            outputs.append(h)
-        y = fnp.stack(outputs, axis=1)
+        y, carry = self._sequence(projected, carry, params["w_hh"], params["b_hh"])
         return ((y, carry) if self.return_carry else y), state
 
     def _start(self, x):
@@ -73,9 +70,8 @@ class RNN(_Recurrent):
 
     kind = "rnn"
 
-    def _step(self, params, x_t, h):
-        h = A.tanh(x_t + dense(h, params["w_hh"], params["b_hh"]))
-        return h, h
+    def _sequence(self, projected, h0, w_hh, b_hh):
+        return rnn_sequence(projected, h0, w_hh, b_hh)
 
 
 @attrs.frozen
@@ -89,13 +85,9 @@ class LSTM(_Recurrent):
         zeros = self._initial_carry(x)
         return (zeros, zeros)
 
-    def _step(self, params, x_t, carry):
-        h, c = carry
-        z = x_t + dense(h, params["w_hh"], params["b_hh"])
-        i, f, g, o = fnp.split(z, 4, axis=-1)
-        c = A.sigmoid(f) * c + A.sigmoid(i) * A.tanh(g)
-        h = A.sigmoid(o) * A.tanh(c)
-        return (h, c), h
+    def _sequence(self, projected, carry, w_hh, b_hh):
+        h0, c0 = carry
+        return lstm_sequence(projected, h0, c0, w_hh, b_hh)
 
 
 @attrs.frozen
@@ -105,13 +97,5 @@ class GRU(_Recurrent):
     kind = "gru"
     gates = 3
 
-    def _step(self, params, x_t, h):
-        hh = dense(h, params["w_hh"], params["b_hh"])
-        x_r, x_z, x_n = fnp.split(x_t, 3, axis=-1)
-        h_r, h_z, h_n = fnp.split(hh, 3, axis=-1)
-        r = A.sigmoid(x_r + h_r)
-        z = A.sigmoid(x_z + h_z)
-        n = A.tanh(x_n + r * h_n)
-        h = (1.0 - z) * n + z * h
-        return h, h
-
+    def _sequence(self, projected, h0, w_hh, b_hh):
+        return gru_sequence(projected, h0, w_hh, b_hh)
