@@ -1,7 +1,8 @@
 """`fnn.summary(model, x)`: a table of a model's layers, output shapes and parameter counts.
 
-Nothing is trained or kept: the model is initialised once (from a ShapeDtype, if given, so only
-the parameters are allocated) and each layer reports its row.
+Nothing is trained, kept or allocated: the model is initialised once for shapes only (the
+initializers answer with ShapeDtype, see `fnn.nn.initializers.shapes_only`) and each layer
+reports its row, so a summary of VGG-16 at 224x224 costs milliseconds.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from fnn import random
+from fnn.nn.initializers import shapes_only
 from fnn.nn.module import Module, spec_of
 
 __all__ = ["summary"]
@@ -23,7 +25,8 @@ def _shape_text(shape: Any) -> str:
 def summary(model: Module, x: Any, *, key: Any = None, print_table: bool = False) -> str:
     """The summary table as text (also printed when `print_table`)."""
     spec = spec_of(x)
-    rows, out = model.summary_rows(random.key(0) if key is None else key, spec, "")
+    with shapes_only():
+        rows, out = model.summary_rows(random.key(0) if key is None else key, spec, "")
     header = ("layer", "type", "output shape", "params", "state")
     body = [(path or type(model).__name__, kind, _shape_text(shape), f"{n_params:,}", f"{n_state:,}")
             for path, kind, shape, n_params, n_state in rows]

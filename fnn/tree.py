@@ -19,6 +19,7 @@ from typing import Any, Callable, Hashable, Iterable, Sequence
 import attrs
 
 __all__ = [
+    "register_leaf",
     "TreeDef",
     "DictKey",
     "SequenceKey",
@@ -369,6 +370,18 @@ _install(collections.defaultdict, _ddict_flatten, _ddict_unflatten, _ddict_keys,
 _install(list, _seq_flatten, _list_unflatten, _seq_keys, "list")
 _install(tuple, _seq_flatten, _tuple_unflatten, _seq_keys, "tuple")
 _install(type(None), _none_flatten, _none_unflatten, _none_keys, "none")
+
+
+def register_leaf(cls: type) -> type:
+    """Treat instances of `cls` as leaves, even an attrs class or namedtuple that would otherwise
+    be taken apart (e.g. `fnn.nn.ShapeDtype`, which stands in for an array)."""
+    if not isinstance(cls, type):
+        raise TypeError(f"register_leaf: expected a class, got {cls!r}")
+    if cls in _explicit:
+        raise ValueError(f"register_leaf: {cls.__qualname__} is already registered")
+    _registry[cls] = None
+    _explicit.add(cls)
+    return cls
 
 
 def register(

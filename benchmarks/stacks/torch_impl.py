@@ -77,6 +77,7 @@ def rnn(lr=LR["rnn"]):
     module = torch.nn.RNN(1, 64, batch_first=True)
 
     def init(weights):
+        module.to(torch.from_numpy(np.asarray(weights["rnn.w_hh"])).dtype)  # float64 for the check
         with torch.no_grad():
             for k, attr in names.items():
                 v = torch.from_numpy(np.array(weights[k]))

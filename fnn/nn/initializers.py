@@ -4,16 +4,24 @@ The factories (`glorot_uniform()`, `he_normal()`, ...) return such functions, as
 read from the layout: for a dense weight (in, out) `in_axis=-2, out_axis=-1`; for a convolution
 weight (out, in/groups, kh, kw) `in_axis=1, out_axis=0`, and the other axes are the receptive
 field. `torch_default_uniform(fan_in)` is PyTorch's default for Linear and Conv weights and biases.
+
+Inside `shapes_only()`, every initializer returns a `ShapeDtype` instead of an array, so a model
+can be "initialised" for its parameter shapes and counts without allocating them
+(`Module.init_shapes`): a VGG-16's 138 million parameters are counted in milliseconds.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
 import math
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
 from fnn import random
+from fnn.nn.module import ShapeDtype
 
 Initializer = Callable[..., np.ndarray]
 
@@ -21,15 +29,39 @@ __all__ = [
     "zeros", "ones", "constant", "normal", "uniform", "truncated_normal", "variance_scaling",
     "glorot_uniform", "glorot_normal", "xavier_uniform", "xavier_normal", "he_uniform", "he_normal",
     "kaiming_uniform", "kaiming_normal", "lecun_uniform", "lecun_normal", "orthogonal",
-    "torch_default_uniform", "compute_fans",
+    "torch_default_uniform", "compute_fans", "shapes_only",
 ]
 
+_SHAPES_ONLY = contextvars.ContextVar("fnn_initializers_shapes_only", default=False)
 
+
+@contextlib.contextmanager
+def shapes_only() -> Iterator[None]:
+    """Within this block, initializers return ShapeDtype(shape, dtype) and allocate nothing."""
+    token = _SHAPES_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _SHAPES_ONLY.reset(token)
+
+
+def _shape_aware(init: Callable) -> Callable:
+    """`init`, answering with a ShapeDtype inside `shapes_only()`."""
+    @functools.wraps(init)
+    def wrapped(key, shape, dtype=np.float32):
+        if _SHAPES_ONLY.get():
+            return ShapeDtype(tuple(shape), dtype)
+        return init(key, shape, dtype)
+    return wrapped
+
+
+@_shape_aware
 def zeros(key, shape: Sequence[int], dtype=np.float32) -> np.ndarray:
     """All zeros."""
     return np.zeros(tuple(shape), dtype)
 
 
+@_shape_aware
 def ones(key, shape: Sequence[int], dtype=np.float32) -> np.ndarray:
     """All ones."""
     return np.ones(tuple(shape), dtype)
@@ -37,6 +69,7 @@ def ones(key, shape: Sequence[int], dtype=np.float32) -> np.ndarray:
 
 def constant(value: float) -> Initializer:
     """Every entry `value`."""
+    @_shape_aware
     def init(key, shape, dtype=np.float32):
         return np.full(tuple(shape), value, dtype)
     return init
@@ -44,6 +77,7 @@ def constant(value: float) -> Initializer:
 
 def normal(stddev: float = 1e-2, mean: float = 0.0) -> Initializer:
     """N(mean, stddev^2)."""
+    @_shape_aware
     def init(key, shape, dtype=np.float32):
         return random.normal(key, tuple(shape), dtype, mean=mean, stddev=stddev)
     return init
@@ -51,6 +85,7 @@ def normal(stddev: float = 1e-2, mean: float = 0.0) -> Initializer:
 
 def uniform(scale: float = 1e-2, low: float | None = None) -> Initializer:
     """U(low, scale); `low` defaults to 0 as in JAX (pass low=-scale for a symmetric range)."""
+    @_shape_aware
     def init(key, shape, dtype=np.float32):
         return random.uniform(key, tuple(shape), dtype, minval=0.0 if low is None else low, maxval=scale)
     return init
@@ -58,6 +93,7 @@ def uniform(scale: float = 1e-2, low: float | None = None) -> Initializer:
 
 def truncated_normal(stddev: float = 1e-2, lower: float = -2.0, upper: float = 2.0) -> Initializer:
     """N(0, stddev^2) truncated to [lower, upper] standard deviations."""
+    @_shape_aware
     def init(key, shape, dtype=np.float32):
         return stddev * random.truncated_normal(key, lower, upper, tuple(shape), dtype)
     return init
@@ -82,6 +118,7 @@ def variance_scaling(scale: float, mode: str, distribution: str, in_axis: int = 
     if mode not in ("fan_in", "fan_out", "fan_avg"):
         raise ValueError(f"variance_scaling: mode must be fan_in, fan_out or fan_avg, got {mode!r}")
 
+    @_shape_aware
     def init(key, shape, dtype=np.float32):
         fan_in, fan_out = compute_fans(shape, in_axis, out_axis)
         fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
@@ -138,6 +175,7 @@ def lecun_normal(in_axis: int = -2, out_axis: int = -1) -> Initializer:
 
 def orthogonal(gain: float = 1.0, column_axis: int = -1) -> Initializer:
     """A (semi-)orthogonal matrix (QR of a Gaussian, signs fixed), the other axes flattened."""
+    @_shape_aware
     def init(key, shape, dtype=np.float32):
         shape = tuple(shape)
         if len(shape) < 2:
@@ -159,6 +197,7 @@ def torch_default_uniform(fan_in: int) -> Initializer:
     """PyTorch's default for Linear/Conv weights and biases: U(-1/sqrt(fan_in), 1/sqrt(fan_in))."""
     bound = 1.0 / math.sqrt(fan_in) if fan_in > 0 else 0.0
 
+    @_shape_aware
     def init(key, shape, dtype=np.float32):
         return random.uniform(key, tuple(shape), dtype, minval=-bound, maxval=bound)
     return init

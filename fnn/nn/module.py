@@ -19,6 +19,8 @@ from typing import Any, ClassVar
 import attrs
 import numpy as np
 
+from fnn import tree as tree_util
+
 __all__ = ["Module", "ShapeDtype", "ShapeError", "spec_of", "count_params"]
 
 
@@ -35,6 +37,9 @@ class ShapeDtype:
 
     def __repr__(self) -> str:
         return f"ShapeDtype({self.shape}, {self.dtype})"
+
+
+tree_util.register_leaf(ShapeDtype)  # it stands in for an array: a leaf, as arrays are
 
 
 class ShapeError(ValueError):
@@ -67,6 +72,16 @@ class Module:
         """Parameters and state for inputs like `x` (an array or a ShapeDtype)."""
         params, state, _ = self.init_with_output(key, spec_of(x))
         return params, state
+
+    def init_shapes(self, x: Any, key: Any = None) -> tuple[dict, dict]:
+        """The shapes of `init`'s parameters and state, as trees of ShapeDtype, without allocating
+        them (the initializers answer with shapes; see `initializers.shapes_only`). Counts,
+        summaries and checkpoint checks of large models need nothing more."""
+        from fnn import random  # noqa: PLC0415
+        from fnn.nn.initializers import shapes_only  # noqa: PLC0415
+
+        with shapes_only():
+            return self.init(random.key(0) if key is None else key, x)
 
     def init_with_output(self, key: Any, spec: ShapeDtype) -> tuple[dict, dict, ShapeDtype]:
         """(params, state, output spec) for an input of `spec`."""

@@ -54,8 +54,7 @@ class MultiHeadAttention(Module):
         # PyTorch draws the packed (3d, d) in-projection with Xavier: fans d and 3d
         limit = math.sqrt(6.0 / (d + 3 * d))
 
-        def xavier(k_, shape, dtype):
-            return random.uniform(k_, shape, dtype, minval=-limit, maxval=limit)
+        xavier = init.uniform(limit, low=-limit)
 
         params = {"wq": xavier(k[0], (d, d), spec.dtype), "wk": xavier(k[1], (d, d), spec.dtype),
                   "wv": xavier(k[2], (d, d), spec.dtype),

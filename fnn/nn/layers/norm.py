@@ -7,6 +7,7 @@ import numpy as np
 
 from fnn.autodiff.tracer import strip
 from fnn.nn.functional import normalization as F
+from fnn.nn import initializers as init
 from fnn.nn.module import Module
 
 __all__ = ["BatchNorm", "LayerNorm", "GroupNorm"]
@@ -15,7 +16,7 @@ __all__ = ["BatchNorm", "LayerNorm", "GroupNorm"]
 def _scale_and_bias(features: int, dtype, affine: bool) -> dict:
     if not affine:
         return {}
-    return {"scale": np.ones((features,), dtype), "bias": np.zeros((features,), dtype)}
+    return {"scale": init.ones(None, (features,), dtype), "bias": init.zeros(None, (features,), dtype)}
 
 
 @attrs.frozen
@@ -36,7 +37,7 @@ class BatchNorm(Module):
         if len(spec.shape) < 2:
             raise self.shape_error(f"expects inputs of shape (N, C, ...), got shape {spec.shape}")
         c = spec.shape[1]
-        state = {"mean": np.zeros((c,), spec.dtype), "var": np.ones((c,), spec.dtype)}
+        state = {"mean": init.zeros(None, (c,), spec.dtype), "var": init.ones(None, (c,), spec.dtype)}
         return _scale_and_bias(c, spec.dtype, self.affine), state, spec
 
     def apply(self, params, state, x, *, key=None, train=False):
