@@ -48,6 +48,9 @@ RTOL = 1e-6      # float64 gradients of different summation orders
 ATOL_REL = 1e-9  # absolute tolerance, relative to the largest |gradient| of the model
 LOSS_RTOL = 1e-4  # float32 loss after one step from the same weights
 FD_TOL = 1e-3
+# Seconds between one stack's turn and the next: BLAS and OpenMP worker threads spin for a while
+# after their last task, and on a 2-core machine a spinning neighbour halves the next stack's speed.
+PAUSE = 0.5
 
 
 def parse_args(argv):
@@ -190,6 +193,7 @@ def run_workload(workload, stacks, args, data_dir, log):
         for r in range(args.rounds):
             order = live[r % len(live):] + live[:r % len(live)]
             for s in order:
+                time.sleep(PAUSE)
                 out = workers[s].ask(f"time {reps}")
                 if "error" in out:
                     res[s]["failed"] = out["error"]

@@ -9,7 +9,8 @@ JSON line ({"ready": ...} or {"error": ...}), then answers one JSON line per com
                    gradients go to PATH (.npz)
     fdcheck        (numpy only) central difference of the loss along a random direction, float64
     warmup N       N untimed steps
-    time N         N steps, each timed with perf_counter, after a gc.collect()
+    time N         one untimed step (caches are cold after the other stacks' turns), a
+                   gc.collect(), then N steps, each timed with perf_counter
     rss            max resident set size of this process so far
     quit
 """
@@ -101,9 +102,9 @@ def main():
         try:
             if cmd == "check":
                 if args[1:] == ["float64"]:
-                    _, check_step = make()
+                    check_init, check_step = make()
                     w64, b64 = as_float64(weights), as_float64(batch)
-                    _, loss, grads = check_step(init(w64), b64)
+                    _, loss, grads = check_step(check_init(w64), b64)
                 else:
                     params, loss, grads = step(init(weights), batch)
                 np.savez(args[0], **flat_grads(grads))
@@ -116,6 +117,7 @@ def main():
                     params, loss, _ = step(params, batch)
                 reply({"loss": float(loss)})
             elif cmd == "time":
+                params, loss, _ = step(params, batch)  # untimed: caches are cold after other stacks ran
                 gc.collect()
                 times = []
                 for _ in range(int(args[0])):
