@@ -68,7 +68,9 @@ def get_array_module(*arrays: Any) -> types.ModuleType:
     found_numpy = False
     for a in arrays:
         a = getattr(a, "_value", a)
-        if is_cupy_array(a):
+        if type(a) is np.ndarray:
+            found_numpy = True
+        elif is_cupy_array(a):
             found_cupy = True
         elif isinstance(a, np.ndarray):
             found_numpy = True

@@ -10,6 +10,8 @@ from __future__ import annotations
 import functools
 from typing import Any, Callable, Sequence
 
+import numpy as np
+
 from fnn import tree
 from fnn.autodiff.backward import backward_pass, box_input, fit_to, zeros_like_value
 from fnn.autodiff.tracer import Box, new_trace, strip
@@ -164,7 +166,9 @@ def _ones_like_scalar(out: Any, who: str) -> Any:
         )
     if dtype.kind not in "fc":
         raise TypeError(f"{who}: the function must return a floating-point scalar, got dtype {dtype}")
-    return zeros_like_value(value) + 1
+    if type(value) is np.ndarray or isinstance(value, np.generic):
+        return np.ones((), dtype)
+    return zeros_like_value(value) + 1  # on the value's device
 
 
 def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool = False) -> Callable:
