@@ -93,10 +93,12 @@ class Module:
         raise NotImplementedError(f"{type(self).__name__} does not implement apply")
 
     def output_spec(self, x: Any) -> ShapeDtype:
-        """The ShapeDtype of this layer's output for inputs like `x`."""
+        """The ShapeDtype of this layer's output for inputs like `x` (no parameters allocated)."""
         from fnn import random  # noqa: PLC0415
+        from fnn.nn.initializers import shapes_only  # noqa: PLC0415
 
-        return self.init_with_output(random.key(0), spec_of(x))[2]
+        with shapes_only():
+            return self.init_with_output(random.key(0), spec_of(x))[2]
 
     def summary_rows(self, key: Any, spec: ShapeDtype, path: str) -> tuple[list, ShapeDtype]:
         """Rows (path, type, output shape, parameter count, state count) for `fnn.summary`,
