@@ -6,7 +6,7 @@ rules composed by `grad`, `value_and_grad`, `vjp` and friends. See README.md.
 
 from fnn import backend, random, tree
 from fnn import numpy  # noqa: F401  (installs the array behaviour of traced values)
-from fnn import data, io, losses, metrics, nn, optim, training
+from fnn import data, io, losses, metrics, models, nn, optim, training
 from fnn.model_summary import summary
 from fnn.autodiff import (
     NoGradientError,
@@ -29,7 +29,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "backend", "random", "tree", "numpy", "nn", "losses", "optim", "summary", "data", "metrics",
-    "training", "io",
+    "training", "io", "models",
     "grad", "value_and_grad", "vjp", "jvp", "jacobian", "hessian",
     "stop_gradient", "checkpoint", "custom_vjp", "primitive", "defvjp", "defvjp_argnum",
     "is_traced", "NoGradientError",

@@ -8,18 +8,11 @@ Adam with a warmup-cosine schedule and softmax cross-entropy. The PyTorch refere
 
 from __future__ import annotations
 
-from fnn import data, losses, nn, optim
+from fnn import data, losses, optim
+from fnn.models import lenet5  # the zoo's LeNet-5 (also imported from here by fashion_mnist)
 from fnn_examples import common
 
 NAME = "mnist_lenet"
-
-
-def lenet5(num_classes: int = 10) -> nn.Sequential:
-    return nn.Sequential([
-        nn.Conv2d(6, 5, padding=2), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(16, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Dense(120), nn.ReLU(), nn.Dense(84), nn.ReLU(), nn.Dense(num_classes),
-    ])
 
 
 def main(argv=None) -> dict:

@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 
 import fnn
 from fnn.nn.functional.pooling import (adaptive_avg_pool2d, avg_pool1d, avg_pool2d,
-                                       global_avg_pool, max_pool1d, max_pool2d)
+                                       global_avg_pool, max_pool1d, max_pool2d,
+                                       pool_output_shape)
 from gradcheck import check_grads
 
 
@@ -204,3 +205,105 @@ def test_against_torch(case, include, oh, ow):
                                rtol=1e-12, atol=1e-12)
     want = F.adaptive_avg_pool2d(torch.tensor(x), (oh, ow)).numpy()
     np.testing.assert_allclose(adaptive_avg_pool2d(x, (oh, ow)), want, rtol=1e-12, atol=1e-12)
+
+
+# --- ceil_mode ---------------------------------------------------------------------------------
+
+def ref_out(n, k, s, p, ceil):
+    """PyTorch's output size: rounded up with ceil_mode, the last window starting inside the
+    input or the left padding."""
+    out = (-(-(n + 2 * p - k) // s) if ceil else (n + 2 * p - k) // s) + 1
+    if ceil and (out - 1) * s >= n + p:
+        out -= 1
+    return out
+
+
+def ref_pool_ceil(x, k, s, p, op, count_include_pad=True):
+    """A loop over output pixels with PyTorch's ceil_mode windows and avg divisor (the window
+    clipped to the padded input counts with count_include_pad, the real cells without)."""
+    n_, c, h, w = x.shape
+    oh, ow = ref_out(h, k[0], s[0], p[0], True), ref_out(w, k[1], s[1], p[1], True)
+    out = np.zeros((n_, c, oh, ow))
+    for i in range(oh):
+        for j in range(ow):
+            r0, q0 = i * s[0] - p[0], j * s[1] - p[1]
+            r1, q1 = min(r0 + k[0], h + p[0]), min(q0 + k[1], w + p[1])
+            size = (r1 - r0) * (q1 - q0)
+            win = x[:, :, max(r0, 0):min(r1, h), max(q0, 0):min(q1, w)]
+            if op == "max":
+                out[:, :, i, j] = win.max(axis=(2, 3))
+            else:
+                out[:, :, i, j] = win.sum(axis=(2, 3)) / (size if count_include_pad else win[0, 0].size)
+    return out
+
+
+@given(pool_cases(), st.booleans())
+@settings(max_examples=50)
+def test_ceil_mode_matches_loop_reference(case, include):
+    x, args, (k, s, p) = case
+    np.testing.assert_array_equal(max_pool2d(x, **args, ceil_mode=True),
+                                  ref_pool_ceil(x, k, s, p, "max"))
+    np.testing.assert_allclose(avg_pool2d(x, **args, count_include_pad=include, ceil_mode=True),
+                               ref_pool_ceil(x, k, s, p, "avg", include), rtol=1e-12, atol=1e-12)
+    want = x.shape[:2] + (ref_out(x.shape[2], k[0], s[0], p[0], True),
+                          ref_out(x.shape[3], k[1], s[1], p[1], True))
+    assert pool_output_shape(x, **args, ceil_mode=True) == want
+    assert fnn.nn.MaxPool2d(**args, ceil_mode=True).output_spec(x).shape == want
+    assert fnn.nn.AvgPool2d(**args, ceil_mode=True).output_spec(x).shape == want
+
+
+def test_ceil_mode_examples():
+    x = np.arange(25.0).reshape(1, 1, 5, 5)
+    assert max_pool2d(x, 2).shape == (1, 1, 2, 2)
+    y = max_pool2d(x, 2, ceil_mode=True)
+    np.testing.assert_array_equal(y[0, 0], [[6, 8, 9], [16, 18, 19], [21, 23, 24]])
+    # the last window of avg pooling averages its real cells only (no padding here)
+    np.testing.assert_allclose(avg_pool2d(x, 2, ceil_mode=True)[0, 0, 2, 2], 24.0)
+    np.testing.assert_allclose(avg_pool2d(x, 2, ceil_mode=True)[0, 0, 0, 2], (4 + 9) / 2)
+    # PyTorch's rule: no window may start in the right padding (n=4, k=2, s=2, p=1: 3, not 4)
+    assert max_pool2d(np.ones((1, 1, 4, 4)), 2, 2, 1, ceil_mode=True).shape == (1, 1, 3, 3)
+    # GoogLeNet's sizes: 112 -> 56 -> 28 with 3x3 stride-2 pools (floor mode gives 55 and 27)
+    assert pool_output_shape(fnn.nn.ShapeDtype((1, 64, 112, 112)), 3, 2, ceil_mode=True) == (1, 64, 56, 56)
+    assert pool_output_shape(fnn.nn.ShapeDtype((1, 64, 112, 112)), 3, 2) == (1, 64, 55, 55)
+    assert max_pool1d(np.ones((1, 1, 5)), 2, ceil_mode=True).shape == (1, 1, 3)
+    np.testing.assert_allclose(avg_pool1d(np.arange(5.0)[None, None], 2, ceil_mode=True)[0, 0],
+                               [0.5, 2.5, 4.0])
+
+
+@given(pool_cases(max_side=5, max_nc=2).filter(lambda c: c[0].size <= 50))
+@settings(max_examples=15)
+def test_ceil_mode_gradients(case):
+    x, args, _ = case
+    check_grads(lambda x_: max_pool2d(x_, **args, ceil_mode=True), [x])
+    check_grads(lambda x_: avg_pool2d(x_, **args, ceil_mode=True), [x], order=2)
+    check_grads(lambda x_: avg_pool2d(x_, **args, count_include_pad=False, ceil_mode=True), [x])
+
+
+def test_ceil_mode_float32():
+    x = np.random.default_rng(4).standard_normal((2, 3, 7, 5)).astype(np.float32)
+    for f in [lambda x_: max_pool2d(x_, 2, ceil_mode=True),
+              lambda x_: avg_pool2d(x_, 3, 2, 1, ceil_mode=True),
+              lambda x_: avg_pool2d(x_, 2, count_include_pad=False, ceil_mode=True)]:
+        assert f(x).dtype == np.float32
+        assert fnn.grad(lambda x_: (f(x_) ** 2).sum())(x).dtype == np.float32
+
+
+@given(pool_cases(), st.booleans())
+@settings(max_examples=30)
+def test_ceil_mode_against_torch(case, include):
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    x, args, _ = case
+    tx = torch.tensor(x, requires_grad=True)
+    ty = F.max_pool2d(tx, **args, ceil_mode=True)
+    y, vjp_fn = fnn.vjp(lambda x_: max_pool2d(x_, **args, ceil_mode=True), x)
+    np.testing.assert_array_equal(y, ty.detach().numpy())
+    u = np.random.default_rng(0).standard_normal(y.shape)
+    ty.backward(torch.tensor(u))
+    np.testing.assert_allclose(vjp_fn(u)[0], tx.grad.numpy(), rtol=1e-12, atol=1e-12)
+    tx.grad = None
+    ty = F.avg_pool2d(tx, **args, count_include_pad=include, ceil_mode=True)
+    y, vjp_fn = fnn.vjp(lambda x_: avg_pool2d(x_, **args, count_include_pad=include, ceil_mode=True), x)
+    np.testing.assert_allclose(y, ty.detach().numpy(), rtol=1e-12, atol=1e-12)
+    ty.backward(torch.tensor(u))
+    np.testing.assert_allclose(vjp_fn(u)[0], tx.grad.numpy(), rtol=1e-12, atol=1e-12)

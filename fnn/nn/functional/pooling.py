@@ -21,8 +21,9 @@ __all__ = ["max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d", "global_avg_p
            "adaptive_avg_pool2d"]
 
 
-def _pool_setup(fn, x, kernel_size, stride, padding, nd):
-    """(kernel, stride, pads (top, bottom, left, right)) as 2-D parameters, after checks."""
+def _pool_setup(fn, x, kernel_size, stride, padding, nd, ceil_mode=False):
+    """(kernel, stride, pads (top, bottom, left, right)) as 2-D parameters, after checks. With
+    `ceil_mode` the bottom and right pads grow by what the extra last window needs."""
     xs = tuple(getattr(x, "shape", ()))
     layout = "(N, C, L)" if nd == 1 else "(N, C, H, W)"
     if len(xs) != nd + 2:
@@ -41,9 +42,21 @@ def _pool_setup(fn, x, kernel_size, stride, padding, nd):
         if kk > n + 2 * pp:
             raise ValueError(f"{fn}: the kernel {k} is larger than the padded input (input shape "
                              f"{xs}, padding {p})")
+    extra = tuple(_ceil_extra(n, kk, ss, pp) if ceil_mode else 0
+                  for n, kk, ss, pp in zip(xs[2:], k, s, p))
     if nd == 1:
-        return (1, k[0]), (1, s[0]), (0, 0, p[0], p[0])
-    return k, s, (p[0], p[0], p[1], p[1])
+        return (1, k[0]), (1, s[0]), (0, 0, p[0], p[0] + extra[0])
+    return k, s, (p[0], p[0] + extra[0], p[1], p[1] + extra[1])
+
+
+def _ceil_extra(n: int, k: int, s: int, p: int) -> int:
+    """The cells past the right padding that ceil_mode's last window reaches (0 if none). As in
+    PyTorch, the output size rounds up, but the last window must start inside the input or the
+    left padding."""
+    out = -(-(n + 2 * p - k) // s) + 1
+    if (out - 1) * s >= n + p:
+        out -= 1
+    return max(0, (out - 1) * s + k - (n + 2 * p))
 
 
 # --- max pooling -------------------------------------------------------------------------------
@@ -142,12 +155,19 @@ defvjp(_max_gather_p,
 
 # --- average pooling ---------------------------------------------------------------------------
 
-def _divisor(x, hw, kernel, stride, pads, include_pad):
-    """The number each window's sum is divided by: kh*kw, or (OH, OW) counts of real cells."""
-    if include_pad:
+def _divisor(x, hw, kernel, stride, pads, include_pad, extra=(0, 0)):
+    """The number each window's sum is divided by: kh*kw, or (OH, OW) counts of the cells that
+    count: the real ones, and with include_pad the padding too, but never the `extra` (bottom,
+    right) cells that ceil_mode adds (PyTorch's divisor)."""
+    if include_pad and not any(extra):
         return kernel[0] * kernel[1]
     xp = get_array_module(x)
-    ones = K.pad_nchw(xp.ones_like(x, shape=(1, 1) + tuple(hw)), pads, 0)
+    if include_pad:
+        real = (pads[0], pads[1] - extra[0], pads[2], pads[3] - extra[1])
+        counted = (hw[0] + real[0] + real[1], hw[1] + real[2] + real[3])
+        ones = K.pad_nchw(xp.ones_like(x, shape=(1, 1) + counted), (0, extra[0], 0, extra[1]), 0)
+    else:
+        ones = K.pad_nchw(xp.ones_like(x, shape=(1, 1) + tuple(hw)), pads, 0)
     out_hw = K.pool_out_hw(hw, kernel, stride, pads)
     count = xp.zeros_like(x, shape=(1, 1) + out_hw)
     for _, view in K.window_views(ones, kernel, stride, out_hw):
@@ -155,7 +175,7 @@ def _divisor(x, hw, kernel, stride, pads, include_pad):
     return count
 
 
-def _avg_pool(x, *, kernel, stride, pads, include_pad):
+def _avg_pool(x, *, kernel, stride, pads, include_pad, extra=(0, 0)):
     padded = K.pad_nchw(x, pads, 0)
     out_hw = K.pool_out_hw(x.shape[2:], kernel, stride, pads)
     total = None
@@ -164,15 +184,15 @@ def _avg_pool(x, *, kernel, stride, pads, include_pad):
             total = view.copy()
         else:
             total += view
-    total /= _divisor(x, x.shape[2:], kernel, stride, pads, include_pad)
+    total /= _divisor(x, x.shape[2:], kernel, stride, pads, include_pad, extra)
     return total
 
 
-def _avg_spread(g, *, hw, kernel, stride, pads, include_pad):
+def _avg_spread(g, *, hw, kernel, stride, pads, include_pad, extra=(0, 0)):
     """The adjoint of _avg_pool: each output cotangent spread evenly over its window."""
     xp = get_array_module(g)
     n, c = g.shape[:2]
-    g = g / _divisor(g, hw, kernel, stride, pads, include_pad)
+    g = g / _divisor(g, hw, kernel, stride, pads, include_pad, extra)
     padded = xp.zeros_like(g, shape=(n, c, hw[0] + pads[0] + pads[1], hw[1] + pads[2] + pads[3]))
     for _, view in K.window_views(padded, kernel, stride, g.shape[2:]):
         view += g
@@ -189,33 +209,43 @@ defvjp(_avg_spread_p, lambda gx, ans, g, *, hw, **kw: _avg_pool_p(gx, **kw), rea
 
 # --- public functions --------------------------------------------------------------------------
 
-def max_pool2d(x, kernel_size, stride=None, padding=0):
+def max_pool2d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """Max over kernel_size windows of x (N, C, H, W); stride defaults to kernel_size, padding
     pads with -inf (at most half the kernel, as in PyTorch); windows may overlap. Ties send the
-    gradient to the first maximum in the window (row-major), as PyTorch does."""
-    k, s, p = _pool_setup("max_pool2d", x, kernel_size, stride, padding, 2)
+    gradient to the first maximum in the window (row-major), as PyTorch does. `ceil_mode` rounds
+    the output size up (a last, partial window), PyTorch's rule: it must start inside the input
+    or the left padding."""
+    k, s, p = _pool_setup("max_pool2d", x, kernel_size, stride, padding, 2, ceil_mode)
     return _max_pool_p(x, kernel=k, stride=s, pads=p)
 
 
-def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
+def avg_pool2d(x, kernel_size, stride=None, padding=0, count_include_pad=True, ceil_mode=False):
     """Mean over kernel_size windows of x (N, C, H, W), zero padding; padded cells count in the
-    divisor unless count_include_pad=False (PyTorch's default and option)."""
-    k, s, p = _pool_setup("avg_pool2d", x, kernel_size, stride, padding, 2)
-    return _avg_pool_p(x, kernel=k, stride=s, pads=p, include_pad=bool(count_include_pad))
+    divisor unless count_include_pad=False (PyTorch's default and option). With `ceil_mode` (as
+    max_pool2d's) the cells of a last window past the padding never count (PyTorch's divisor)."""
+    k, s, p = _pool_setup("avg_pool2d", x, kernel_size, stride, padding, 2, ceil_mode)
+    return _avg_pool_p(x, kernel=k, stride=s, pads=p, include_pad=bool(count_include_pad),
+                       **_extra_kw(p))
 
 
-def max_pool1d(x, kernel_size, stride=None, padding=0):
+def max_pool1d(x, kernel_size, stride=None, padding=0, ceil_mode=False):
     """max_pool2d for x (N, C, L), over a height-1 axis."""
-    k, s, p = _pool_setup("max_pool1d", x, kernel_size, stride, padding, 1)
+    k, s, p = _pool_setup("max_pool1d", x, kernel_size, stride, padding, 1, ceil_mode)
     return fnp.squeeze(_max_pool_p(fnp.expand_dims(x, 2), kernel=k, stride=s, pads=p), 2)
 
 
-def avg_pool1d(x, kernel_size, stride=None, padding=0, count_include_pad=True):
+def avg_pool1d(x, kernel_size, stride=None, padding=0, count_include_pad=True, ceil_mode=False):
     """avg_pool2d for x (N, C, L), over a height-1 axis."""
-    k, s, p = _pool_setup("avg_pool1d", x, kernel_size, stride, padding, 1)
+    k, s, p = _pool_setup("avg_pool1d", x, kernel_size, stride, padding, 1, ceil_mode)
     y = _avg_pool_p(fnp.expand_dims(x, 2), kernel=k, stride=s, pads=p,
-                    include_pad=bool(count_include_pad))
+                    include_pad=bool(count_include_pad), **_extra_kw(p))
     return fnp.squeeze(y, 2)
+
+
+def _extra_kw(pads) -> dict:
+    """{'extra': (bottom, right)} when ceil_mode grew the (symmetric) pads, else {}."""
+    extra = (pads[1] - pads[0], pads[3] - pads[2])
+    return {"extra": extra} if any(extra) else {}
 
 
 def global_avg_pool(x):
@@ -262,12 +292,12 @@ def adaptive_avg_pool2d(x, output_size):
     return fnp.matmul(fnp.matmul(a_h, x), a_wt)
 
 
-def pool_output_shape(x: Any, kernel_size, stride=None, padding=0) -> tuple:
+def pool_output_shape(x: Any, kernel_size, stride=None, padding=0, ceil_mode=False) -> tuple:
     """The shape max_pool2d / avg_pool2d (or the 1-D forms) would return, without running them."""
     xs = tuple(getattr(x, "shape", ()))
     nd = len(xs) - 2
     kernel, st, pads = _pool_setup("max_pool1d" if nd == 1 else "max_pool2d", x, kernel_size, stride,
-                                   padding, nd)
+                                   padding, nd, ceil_mode)
     spatial = xs[2:] if nd == 2 else (1,) + xs[2:]
     out = tuple((n + p0 + p1 - k) // s + 1
                 for n, k, s, (p0, p1) in zip(spatial, kernel, st, (pads[:2], pads[2:])))

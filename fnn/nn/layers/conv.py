@@ -158,17 +158,19 @@ class _WindowPool(_Pool):
     kernel_size: Any = attrs.field(default=2)
     stride: Any = attrs.field(default=None, kw_only=True)
     padding: Any = attrs.field(default=0, kw_only=True)
+    ceil_mode: bool = attrs.field(default=False, kw_only=True)
 
     def _output_shape(self, spec):
-        return P.pool_output_shape(spec, self.kernel_size, self.stride, self.padding)
+        return P.pool_output_shape(spec, self.kernel_size, self.stride, self.padding,
+                                   ceil_mode=self.ceil_mode)
 
     def _forward(self, x):
-        return self._pool(x, self.kernel_size, self.stride, self.padding)
+        return self._pool(x, self.kernel_size, self.stride, self.padding, ceil_mode=self.ceil_mode)
 
 
 @attrs.frozen
 class MaxPool2d(_WindowPool):
-    """Max over kernel windows (stride defaults to the kernel size)."""
+    """Max over kernel windows (stride defaults to the kernel size; `ceil_mode` as PyTorch's)."""
 
     kind = "max_pool"
     _pool = staticmethod(P.max_pool2d)
@@ -176,7 +178,8 @@ class MaxPool2d(_WindowPool):
 
 @attrs.frozen
 class AvgPool2d(_WindowPool):
-    """Mean over kernel windows, padded cells counted (PyTorch's count_include_pad=True)."""
+    """Mean over kernel windows, padded cells counted (PyTorch's count_include_pad=True);
+    `ceil_mode` as PyTorch's."""
 
     kind = "avg_pool"
     _pool = staticmethod(P.avg_pool2d)
