@@ -51,6 +51,11 @@ FD_TOL = 1e-3
 # Seconds between one stack's turn and the next: BLAS and OpenMP worker threads spin for a while
 # after their last task, and on a 2-core machine a spinning neighbour halves the next stack's speed.
 PAUSE = 0.5
+# glibc's malloc serves large blocks with mmap and moves that threshold as blocks are freed, so a
+# process may pay page faults on every fresh multi-megabyte array or on none, flipping from run
+# to run (2x on the mlp step here). Fixed thresholds make every stack reuse freed memory alike;
+# `--malloc default` leaves glibc's dynamic behaviour.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(256 * 2 ** 20), "MALLOC_TRIM_THRESHOLD_": str(512 * 2 ** 20)}
 
 
 def parse_args(argv):
@@ -61,20 +66,25 @@ def parse_args(argv):
     ap.add_argument("--stacks", nargs="+", default=list(STACKS), choices=STACKS)
     ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5, quick 2)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--malloc", choices=("fixed", "default"), default="fixed",
+                    help="fixed: pin glibc's mmap/trim thresholds in every worker (see MALLOC_ENV)")
     ap.add_argument("--out", help="also write the Markdown report here")
     return ap.parse_args(argv)
 
 
 class Worker:
-    def __init__(self, stack, workload, data_dir, threads):
+    def __init__(self, stack, workload, data_dir, threads, malloc="fixed"):
         env = dict(os.environ)
+        if malloc == "fixed":
+            env.update(MALLOC_ENV)
         for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
             env[var] = str(threads)
         env["PYTHONPATH"] = os.pathsep.join([ROOT, env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
         self.stack = stack
         self.proc = subprocess.Popen(
             [sys.executable, "-u", WORKER, stack, workload, data_dir, str(threads)],
-            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
+            env=env)
         self.hello = self._read()
 
     def _read(self):
@@ -141,7 +151,7 @@ def run_workload(workload, stacks, args, data_dir, log):
     workers = {}
     try:
         for s in stacks:
-            w = Worker(s, workload, data_dir, args.threads)
+            w = Worker(s, workload, data_dir, args.threads, args.malloc)
             if "error" in w.hello:
                 res[s]["skipped"] = w.hello["error"]
                 w.close()
@@ -152,7 +162,7 @@ def run_workload(workload, stacks, args, data_dir, log):
             raise RuntimeError(f"the NumPy reference did not start: {res['numpy'].get('skipped')}")
         grads, grads64 = {}, {}
         for s in workers:  # checks in a process of their own: the float64 step stays out of the RSS
-            checker = Worker(s, workload, data_dir, args.threads)
+            checker = Worker(s, workload, data_dir, args.threads, args.malloc)
             try:
                 for dtype, into in (("float32", grads), ("float64", grads64)):
                     path = os.path.join(data_dir, f"grads_{workload}_{s}_{dtype}.npz")
@@ -165,7 +175,7 @@ def run_workload(workload, stacks, args, data_dir, log):
                         into[s] = {k: f[k] for k in f.files}
             finally:
                 checker.close()
-        fd_worker = Worker("numpy", workload, data_dir, args.threads)  # own process: keeps the float64
+        fd_worker = Worker("numpy", workload, data_dir, args.threads, args.malloc)  # own process: keeps the float64
         try:                                                             # check out of the timed worker's RSS
             fd = fd_worker.ask("fdcheck")
         finally:
@@ -289,6 +299,9 @@ def main(argv=None):
         f"{platform.machine()}; Python {platform.python_version()}; NumPy {np.__version__}",
         "- stacks: " + "; ".join(versions[s] for s in STACKS if s in versions and s != "fnn-loop"),
         f"- threads: OMP/OPENBLAS/MKL_NUM_THREADS={args.threads} in every worker, torch.set_num_threads({args.threads})",
+        "- allocator: " + ("glibc's mmap/trim thresholds pinned in every worker ("
+                           + ", ".join(f"{k}={v}" for k, v in MALLOC_ENV.items()) + ")"
+                           if args.malloc == "fixed" else "glibc defaults (dynamic mmap threshold)"),
         "- float32, one fixed batch reused, each (workload, stack) in its own long-lived process; "
         f"{args.rounds} interleaved rounds, stack order rotated each round; times are per training step",
         "- before timing, every stack's gradients after one step from the same initial weights were "

@@ -573,3 +573,19 @@ def test_apply_updates_keeps_param_dtype():
     out = optim.apply_updates(p, {"w": np.full(3, 0.5, np.float64)})
     assert out["w"].dtype == np.float32
     np.testing.assert_array_equal(out["w"], 1.5)
+
+
+def test_apply_updates_donate_updates_in_place_and_matches():
+    rng = np.random.default_rng(0)
+    params = {"w": rng.normal(size=(3, 4)).astype(np.float32), "b": np.float32(1.5), "c": 2.0,
+              "v": np.broadcast_to(np.float32(1.0), (2,))}
+    updates = {"w": rng.normal(size=(3, 4)), "b": np.float32(0.5), "c": 1.0,
+               "v": np.ones(2, np.float32)}  # w's update is float64: the result stays float32
+    expected = optim.apply_updates(params, updates)
+    w_before = params["w"]
+    donated = optim.apply_updates(params, updates, donate=True)
+    for k in expected:
+        np.testing.assert_array_equal(np.asarray(donated[k]), np.asarray(expected[k]))
+        assert np.asarray(donated[k]).dtype == np.asarray(expected[k]).dtype
+    assert donated["w"] is w_before  # written in place
+    assert donated["v"] is not params["v"]  # a read-only view is added out of place

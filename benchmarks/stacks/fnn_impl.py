@@ -1,5 +1,5 @@
 """fnn: models from fnn.nn layers (children named to match common.py's parameter names), losses
-from fnn.losses, gradients from fnn.value_and_grad, SGD as a tree map (parameters are immutable)."""
+from fnn.losses, gradients from fnn.value_and_grad, SGD from fnn.optim (see `sgd`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,22 @@ import numpy as np
 
 import fnn
 import fnn.numpy as fnp
-from fnn import losses, nn
+from fnn import losses, nn, optim
 
 from .common import LR, flatten, make_batch, resnet_blocks, unflatten
+
+
+def sgd(lr):
+    """(init, apply) of plain SGD with fnn.optim: `optim.sgd(lr)`'s updates, applied with
+    `donate=True` (the old parameters are given up, so each one is updated in place, as the other
+    stacks' `p -= lr * g` does)."""
+    opt = optim.sgd(lr)
+
+    def apply(params, opt_state, grads):
+        updates, opt_state = opt.update(grads, opt_state, params)
+        return optim.apply_updates(params, updates, donate=True), opt_state
+
+    return opt.init, apply
 
 
 def flat_grads(grads):
@@ -25,15 +38,16 @@ def _model_step(model, loss_of, lr, x_spec):
         return loss_of(out, batch), state
 
     vg = fnn.value_and_grad(loss_fn, has_aux=True)
+    opt_init, opt_apply = sgd(lr)
 
     def init(weights):
         params = unflatten({k: np.array(v) for k, v in weights.items()})
-        return {"params": params, "state": state0}
+        return {"params": params, "state": state0, "opt": opt_init(params)}
 
     def step(p, batch):
         (loss, state), grads = vg(p["params"], p["state"], batch)
-        params = fnn.tree.map(lambda w, g: w - lr * g, p["params"], grads)
-        return {"params": params, "state": state}, loss, grads
+        params, opt_state = opt_apply(p["params"], p["opt"], grads)
+        return {"params": params, "state": state, "opt": opt_state}, loss, grads
 
     return init, step
 
@@ -88,13 +102,16 @@ def rnn_loop(lr=LR["rnn"]):
         return fnp.mean((pred - y) ** 2)
 
     vg = fnn.value_and_grad(loss_fn)
+    opt_init, opt_apply = sgd(lr)
 
     def init(weights):
-        return unflatten({k: np.array(v) for k, v in weights.items()})
+        params = unflatten({k: np.array(v) for k, v in weights.items()})
+        return {"params": params, "opt": opt_init(params)}
 
     def step(p, batch):
-        loss, grads = vg(p, batch)
-        return fnn.tree.map(lambda w, g: w - lr * g, p, grads), loss, grads
+        loss, grads = vg(p["params"], batch)
+        params, opt_state = opt_apply(p["params"], p["opt"], grads)
+        return {"params": params, "opt": opt_state}, loss, grads
 
     return init, step
 

@@ -1,8 +1,13 @@
 """Hand-written NumPy forward and backward passes: the floor every other stack is compared with.
 
-Convolution is im2col by a loop over kernel offsets plus one matrix product; max pooling is argmax
-plus scatter; no loops over pixels. Parameters are flat dicts (see common.py) updated in place by
-`p -= lr * g`. Every function works in any float dtype (the suite checks the gradients of this
+Convolution is im2col by a loop over kernel offsets plus one matrix product; max pooling keeps the
+argmax offset of each window; no loops over pixels. The convolutional workloads keep activations
+channel-major, (C, N, H, W), so that every convolution's GEMMs read and write contiguous
+(C, N*H*W) matrices and no activation is transposed between layers. Temporaries that are the same
+from step to step (padded inputs, column buffers, col2im sums, the SGD update) live in a workspace
+owned by the step function and are reused, since a fresh multi-megabyte array costs a page fault
+per 4 KB; the gradients returned are fresh arrays. Parameters are flat dicts (see common.py)
+updated in place. Every function works in any float dtype (the suite checks the gradients of this
 module against central differences in float64).
 
 Each workload function returns (init, step): init(weights) -> params, step(params, batch) ->
@@ -20,9 +25,29 @@ def flat_grads(grads):
     return {k: np.asarray(v) for k, v in grads.items()}
 
 
-def _sgd(params, grads, lr):
+class Workspace:
+    """Named scratch buffers kept from one step to the next (never returned to the caller)."""
+
+    def __init__(self):
+        self.bufs = {}
+
+    def __call__(self, key, shape, dtype, zero=False):
+        """The buffer `key` (contents left from the last step); zero=True zeroes it only when it
+        is new (for pad borders that no step writes)."""
+        b = self.bufs.get(key)
+        if b is None or b.shape != tuple(shape) or b.dtype != dtype:
+            b = self.bufs[key] = np.zeros(shape, dtype) if zero else np.empty(shape, dtype)
+        return b
+
+
+def _sgd(params, grads, lr, ws=None):
     for k, g in grads.items():
-        params[k] -= lr * g
+        if ws is None:
+            params[k] -= lr * g
+        else:  # lr * g into a reused buffer: no fresh temporary the size of the weights
+            t = ws(f"sgd.{k}", g.shape, g.dtype)
+            np.multiply(g, lr, out=t)
+            params[k] -= t
     return params
 
 
@@ -35,13 +60,15 @@ def _init(weights):
 
 
 def dense_fwd(x, w, b):
-    return x @ w + b
+    y = x @ w
+    y += b  # in place: y is ours
+    return y
 
 
 def dense_bwd(g, x, w, grads, name, need_dx=True):
     x2 = x.reshape(-1, x.shape[-1])
     g2 = g.reshape(-1, g.shape[-1])
-    grads[f"{name}.w"] = x2.T @ g2
+    grads[f"{name}.w"] = x2.T @ g2  # a transposed operand is a BLAS flag, not a copy
     grads[f"{name}.b"] = g2.sum(0)
     return g @ w.T if need_dx else None
 
@@ -53,93 +80,156 @@ def softmax_ce(z, y):
     e = np.exp(z)
     s = e.sum(1, keepdims=True)
     loss = np.log(s[:, 0]).sum() - z[np.arange(n), y].sum()
-    dz = e / s
-    dz[np.arange(n), y] -= 1
-    return loss / n, dz / n
+    e /= s * n  # in place: the gradient is e / s / n, minus 1/n at the labels
+    e[np.arange(n), y] -= 1.0 / n
+    return loss / n, e
 
 
-def im2col(x, k, stride, pad):
-    n, c, h, w = x.shape
-    if pad:
-        x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+# --- convolution on channel-major (C, N, H, W) activations -------------------------------------
+
+
+def im2col(x, k, stride, pad, ws, key):
+    """Columns (C*k*k, N*OH*OW) of x (C, N, H, W) (any strides: the copy into the padded buffer
+    or the columns does the layout change)."""
+    c, n, h, w = x.shape
     oh = (h + 2 * pad - k) // stride + 1
     ow = (w + 2 * pad - k) // stride + 1
-    cols = np.empty((c, k, k, n, oh, ow), x.dtype)
+    if pad:  # reused buffer: its zero border is written once, only the interior every step
+        xp = ws(f"{key}.pad", (c, n, h + 2 * pad, w + 2 * pad), x.dtype, zero=True)
+        xp[:, :, pad:pad + h, pad:pad + w] = x
+    else:
+        xp = x
+    cols = ws(f"{key}.cols", (c, k, k, n, oh, ow), x.dtype)
     for i in range(k):
         for j in range(k):
-            cols[:, i, j] = x[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride].transpose(1, 0, 2, 3)
+            cols[:, i, j] = xp[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride]
     return cols.reshape(c * k * k, n * oh * ow), oh, ow
 
 
-def col2im(dcols, x_shape, k, stride, pad, oh, ow):
-    n, c, h, w = x_shape
-    dx = np.zeros((n, c, h + 2 * pad, w + 2 * pad), dcols.dtype)
-    dcols = dcols.reshape(c, k, k, n, oh, ow)
-    for i in range(k):
-        for j in range(k):
-            dx[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride] += dcols[:, i, j].transpose(1, 0, 2, 3)
-    return dx[:, :, pad:pad + h, pad:pad + w] if pad else dx
-
-
-def conv_fwd(x, w, b, stride=1, pad=0):
+def conv_fwd(x, w, b, stride, pad, ws, key):
+    """x (C, N, H, W) -> y (O, N, OH, OW): one GEMM straight into the channel-major output."""
     o, _, k, _ = w.shape
-    cols, oh, ow = im2col(x, k, stride, pad)
-    y = (w.reshape(o, -1) @ cols).reshape(o, x.shape[0], oh, ow).transpose(1, 0, 2, 3)
+    cols, oh, ow = im2col(x, k, stride, pad, ws, key)
+    y = w.reshape(o, -1) @ cols
     if b is not None:
-        y = y + b[None, :, None, None]
-    return y, (x.shape, cols, oh, ow, stride, pad)
+        y += b[:, None]
+    c, n, h, wd = x.shape
+    return y.reshape(o, n, oh, ow), ((c, n, h, wd), cols, oh, ow, stride, pad, key)
 
 
-def conv_bwd(g, cache, w, grads, name, bias=True, need_dx=True):
-    x_shape, cols, oh, ow, stride, pad = cache
+def conv_bwd(g, cache, w, grads, name, ws, bias=True, need_dx=True):
+    """g (O, N, OH, OW) -> dx (C, N, H, W) (a view of a reused buffer: use it before the next
+    step). With stride 1 the col2im runs on "wide rows": g is widened with zero columns to the
+    padded width, so that each kernel offset adds one long contiguous run of the flat padded
+    image (the zero columns add nothing where a run wraps to the next row)."""
+    (c, n, h, wd), cols, oh, ow, stride, pad, key = cache
     o, _, k, _ = w.shape
-    g2 = g.transpose(1, 0, 2, 3).reshape(o, -1)
+    g2 = g.reshape(o, -1)
     grads[f"{name}.w"] = (g2 @ cols.T).reshape(w.shape)
     if bias:
         grads[f"{name}.b"] = g2.sum(1)
     if not need_dx:
         return None
-    return col2im(w.reshape(o, -1).T @ g2, x_shape, k, stride, pad, oh, ow)
+    w2t = w.reshape(o, -1).T
+    hp, wp = h + 2 * pad, wd + 2 * pad
+    if stride == 1:
+        if wp != ow:  # widen g to (O, N, OH, WP), zero columns past OW
+            gw = ws(f"{key}.gwide", (o, n, oh, wp), g.dtype, zero=True)
+            gw[..., :ow] = g
+            g2 = gw.reshape(o, -1)
+        m = oh * wp
+        dcols = (w2t @ g2).reshape(c, k, k, n, m)
+        length = max((k - 1) * wp + (k - 1) + m, hp * wp)
+        buf = ws(f"{key}.dx", (c, n, length), g.dtype)
+        buf.fill(0)
+        for i in range(k):
+            for j in range(k):
+                s0 = i * wp + j
+                buf[:, :, s0:s0 + m] += dcols[:, i, j]
+        dxp = buf[:, :, :hp * wp].reshape(c, n, hp, wp)
+    else:
+        dcols = (w2t @ g2).reshape(c, k, k, n, oh, ow)
+        dxp = ws(f"{key}.dx", (c, n, hp, wp), g.dtype)
+        dxp.fill(0)
+        for i in range(k):
+            for j in range(k):
+                dxp[:, :, i:i + stride * oh:stride, j:j + stride * ow:stride] += dcols[:, i, j]
+    return dxp[:, :, pad:pad + h, pad:pad + wd] if pad else dxp
 
 
 def maxpool2_fwd(x):
-    n, c, h, w = x.shape
-    win = x.reshape(n, c, h // 2, 2, w // 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h // 2, w // 2, 4)
-    idx = win.argmax(-1)[..., None]
-    return np.take_along_axis(win, idx, -1)[..., 0], (x.shape, idx)
+    """2x2 max pooling of (C, N, H, W) and the argmax offset (uint8) of each window, kept with
+    arithmetic instead of masked writes: a strict `>` marks offsets that beat every earlier one,
+    and the largest marked offset is the first maximum."""
+    v = [x[:, :, i::2, j::2] for i in (0, 1) for j in (0, 1)]
+    best = v[0].copy()
+    idx = np.zeros(best.shape, np.uint8)
+    for kk in (1, 2, 3):
+        mark = np.greater(v[kk], best).view(np.uint8)
+        np.maximum(best, v[kk], out=best)
+        mark *= kk
+        np.maximum(idx, mark, out=idx)
+    return best, (x.shape, idx)
 
 
 def maxpool2_bwd(g, cache):
-    (n, c, h, w), idx = cache
-    dwin = np.zeros(g.shape + (4,), g.dtype)
-    np.put_along_axis(dwin, idx, g[..., None], -1)
-    return dwin.reshape(n, c, h // 2, w // 2, 2, 2).transpose(0, 1, 2, 4, 3, 5).reshape(n, c, h, w)
+    """The windows tile the input, so each offset's cells are written once, g * (idx == k): no
+    zeroing, no scatter."""
+    shape, idx = cache
+    dx = np.empty(shape, g.dtype)
+    for kk, (i, j) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+        np.multiply(g, idx == kk, out=dx[:, :, i::2, j::2])
+    return dx
+
+
+def _csum(a, b=None):
+    """Per-channel sum over a (C, M) matrix of a (or a * b, without the temporary)."""
+    return np.einsum("cm->c", a) if b is None else np.einsum("cm,cm->c", a, b)
 
 
 def bn_fwd(x, scale, bias, eps=1e-5):
-    mean = x.mean((0, 2, 3), keepdims=True)
-    xc = x - mean
-    var = (xc * xc).mean((0, 2, 3), keepdims=True)
-    inv = 1.0 / np.sqrt(var + eps)
-    xhat = xc * inv
-    return xhat * scale[None, :, None, None] + bias[None, :, None, None], (xhat, inv)
+    """Batch norm of channel-major x (C, N, H, W): contiguous per-channel rows."""
+    c = x.shape[0]
+    x2 = x.reshape(c, -1)
+    m = x2.shape[1]
+    xhat = x2 - (_csum(x2) * (1.0 / m))[:, None]
+    inv = 1.0 / np.sqrt(_csum(xhat, xhat) * (1.0 / m) + eps)
+    xhat *= inv[:, None]  # in place: the centred input becomes x-hat
+    y = xhat * scale[:, None]
+    y += bias[:, None]
+    return y.reshape(x.shape), (xhat, inv)
 
 
 def bn_bwd(g, cache, scale, grads, name):
+    """dx = k * (g - sum(g) / m - xhat * sum(g * xhat) / m), k = scale * inv_std."""
     xhat, inv = cache
-    m = g.size // g.shape[1]
-    db = g.sum((0, 2, 3))
-    ds = (g * xhat).sum((0, 2, 3))
+    c, m = xhat.shape
+    g2 = g.reshape(c, -1)
+    db = _csum(g2)
+    ds = _csum(g2, xhat)
     grads[f"{name}.scale"] = ds
     grads[f"{name}.bias"] = db
-    k = (scale * inv[0, :, 0, 0])[None, :, None, None]
-    return k * (g - (db / m)[None, :, None, None] - xhat * (ds / m)[None, :, None, None])
+    k = scale * inv
+    dx = g2 * k[:, None]
+    t = xhat * (k * ds * (1.0 / m))[:, None]
+    dx -= t
+    dx -= (k * db * (1.0 / m))[:, None]
+    return dx.reshape(g.shape)
+
+
+def relu_(a):
+    """ReLU in place (the pre-activation is ours); returns (a, mask a > 0)."""
+    mask = a > 0
+    np.maximum(a, 0, out=a)
+    return a, mask
 
 
 # ------------------------------------------------------------------------------------------------
 
 
 def mlp(lr=LR["mlp"]):
+    ws = Workspace()
+
     def step(p, batch):
         x, y = batch["x"], batch["y"]
         a1 = dense_fwd(x, p["fc1.w"], p["fc1.b"])
@@ -150,35 +240,41 @@ def mlp(lr=LR["mlp"]):
         dh1 = dense_bwd(dz, h1, p["fc2.w"], grads, "fc2")
         dh1 *= a1 > 0
         dense_bwd(dh1, x, p["fc1.w"], grads, "fc1", need_dx=False)
-        return _sgd(p, grads, lr), loss, grads
+        return _sgd(p, grads, lr, ws), loss, grads
     return _init, step
 
 
 def lenet(lr=LR["lenet"]):
+    ws = Workspace()
+
     def step(p, batch):
         x, y = batch["x"], batch["y"]
-        a1, c1 = conv_fwd(x, p["conv1.w"], p["conv1.b"], pad=2)
-        r1 = np.maximum(a1, 0)
+        n = x.shape[0]
+        xc = x.transpose(1, 0, 2, 3)  # a view: the padded copy in im2col makes it channel-major
+        a1, c1 = conv_fwd(xc, p["conv1.w"], p["conv1.b"], 1, 2, ws, "conv1")
+        r1, k1 = relu_(a1)
         m1, pc1 = maxpool2_fwd(r1)
-        a2, c2 = conv_fwd(m1, p["conv2.w"], p["conv2.b"])
-        r2 = np.maximum(a2, 0)
+        a2, c2 = conv_fwd(m1, p["conv2.w"], p["conv2.b"], 1, 0, ws, "conv2")
+        r2, k2 = relu_(a2)
         m2, pc2 = maxpool2_fwd(r2)
-        f = m2.reshape(m2.shape[0], -1)
-        a3 = dense_fwd(f, p["fc1.w"], p["fc1.b"])
-        h3 = np.maximum(a3, 0)
-        a4 = dense_fwd(h3, p["fc2.w"], p["fc2.b"])
-        h4 = np.maximum(a4, 0)
+        f = m2.transpose(1, 0, 2, 3).reshape(n, -1)  # (N, C*H*W), the flatten order of the weights
+        h3, k3 = relu_(dense_fwd(f, p["fc1.w"], p["fc1.b"]))
+        h4, k4 = relu_(dense_fwd(h3, p["fc2.w"], p["fc2.b"]))
         z = dense_fwd(h4, p["fc3.w"], p["fc3.b"])
         loss, dz = softmax_ce(z, y)
         grads = {}
-        d = dense_bwd(dz, h4, p["fc3.w"], grads, "fc3") * (a4 > 0)
-        d = dense_bwd(d, h3, p["fc2.w"], grads, "fc2") * (a3 > 0)
-        d = dense_bwd(d, f, p["fc1.w"], grads, "fc1").reshape(m2.shape)
-        d = maxpool2_bwd(d, pc2) * (a2 > 0)
-        d = conv_bwd(d, c2, p["conv2.w"], grads, "conv2")
-        d = maxpool2_bwd(d, pc1) * (a1 > 0)
-        conv_bwd(d, c1, p["conv1.w"], grads, "conv1", need_dx=False)
-        return _sgd(p, grads, lr), loss, grads
+        d = dense_bwd(dz, h4, p["fc3.w"], grads, "fc3")
+        d *= k4
+        d = dense_bwd(d, h3, p["fc2.w"], grads, "fc2")
+        d *= k3
+        d = dense_bwd(d, f, p["fc1.w"], grads, "fc1").reshape(n, *m2.shape[:1], *m2.shape[2:])
+        d = maxpool2_bwd(d.transpose(1, 0, 2, 3), pc2)
+        d *= k2
+        d = conv_bwd(d, c2, p["conv2.w"], grads, "conv2", ws)
+        d = maxpool2_bwd(d, pc1)
+        d *= k1
+        conv_bwd(d, c1, p["conv1.w"], grads, "conv1", ws, need_dx=False)
+        return _sgd(p, grads, lr, ws), loss, grads
     return _init, step
 
 
@@ -232,56 +328,56 @@ def rnn(lr=LR["rnn"]):
 
 def resnet(lr=LR["resnet"]):
     blocks = resnet_blocks()
+    ws = Workspace()
 
     def step(p, batch):
         x, y = batch["x"], batch["y"]
         tape = []
-        a, cs = conv_fwd(x, p["stem.w"], None, 1, 1)
+        a, cs = conv_fwd(x.transpose(1, 0, 2, 3), p["stem.w"], None, 1, 1, ws, "stem")
         a, bs = bn_fwd(a, p["stem_bn.scale"], p["stem_bn.bias"])
-        h = np.maximum(a, 0)
-        stem_mask = a > 0
+        h, stem_mask = relu_(a)
         for name, cin, cout, stride in blocks:
             pre = f"{name}.body"
-            u, c1 = conv_fwd(h, p[f"{pre}.conv1.w"], None, stride, 1)
+            u, c1 = conv_fwd(h, p[f"{pre}.conv1.w"], None, stride, 1, ws, f"{pre}.conv1")
             u, b1 = bn_fwd(u, p[f"{pre}.bn1.scale"], p[f"{pre}.bn1.bias"])
-            m1 = u > 0
-            u = u * m1
-            u, c2 = conv_fwd(u, p[f"{pre}.conv2.w"], None, 1, 1)
+            u, m1 = relu_(u)
+            u, c2 = conv_fwd(u, p[f"{pre}.conv2.w"], None, 1, 1, ws, f"{pre}.conv2")
             u, b2 = bn_fwd(u, p[f"{pre}.bn2.scale"], p[f"{pre}.bn2.bias"])
             short = None
             if stride != 1 or cin != cout:
-                s, sc = conv_fwd(h, p[f"{name}.shortcut.conv.w"], None, stride, 0)
+                s, sc = conv_fwd(h, p[f"{name}.shortcut.conv.w"], None, stride, 0, ws, f"{name}.shortcut")
                 s, sb = bn_fwd(s, p[f"{name}.shortcut.bn.scale"], p[f"{name}.shortcut.bn.bias"])
                 short = (sc, sb)
-                u = u + s
+                u += s
             else:
-                u = u + h
-            m_out = u > 0
-            h = u * m_out
+                u += h
+            h, m_out = relu_(u)
             tape.append((name, c1, b1, m1, c2, b2, short, m_out))
+        c, n = h.shape[:2]
         hw = h.shape[2] * h.shape[3]
-        f = h.mean((2, 3))
+        f = h.reshape(c, n, hw).sum(2).T * (1.0 / hw)  # global average pool -> (N, C)
         z = dense_fwd(f, p["fc.w"], p["fc.b"])
         loss, dz = softmax_ce(z, y)
         grads = {}
         df = dense_bwd(dz, f, p["fc.w"], grads, "fc")
-        dh = np.broadcast_to((df / hw)[:, :, None, None], h.shape)
+        dh = np.broadcast_to((df.T * (1.0 / hw))[:, :, None, None], h.shape)
         for name, c1, b1, m1, c2, b2, short, m_out in reversed(tape):
             pre = f"{name}.body"
             du = dh * m_out
             if short is not None:
                 sc, sb = short
                 ds = bn_bwd(du, sb, p[f"{name}.shortcut.bn.scale"], grads, f"{name}.shortcut.bn")
-                dh_in = conv_bwd(ds, sc, p[f"{name}.shortcut.conv.w"], grads, f"{name}.shortcut.conv", bias=False)
+                dh_in = conv_bwd(ds, sc, p[f"{name}.shortcut.conv.w"], grads, f"{name}.shortcut.conv", ws,
+                                 bias=False)
             else:
                 dh_in = du
             d = bn_bwd(du, b2, p[f"{pre}.bn2.scale"], grads, f"{pre}.bn2")
-            d = conv_bwd(d, c2, p[f"{pre}.conv2.w"], grads, f"{pre}.conv2", bias=False) * m1
+            d = conv_bwd(d, c2, p[f"{pre}.conv2.w"], grads, f"{pre}.conv2", ws, bias=False) * m1
             d = bn_bwd(d, b1, p[f"{pre}.bn1.scale"], grads, f"{pre}.bn1")
-            dh = dh_in + conv_bwd(d, c1, p[f"{pre}.conv1.w"], grads, f"{pre}.conv1", bias=False)
+            dh = conv_bwd(d, c1, p[f"{pre}.conv1.w"], grads, f"{pre}.conv1", ws, bias=False) + dh_in
         d = bn_bwd(dh * stem_mask, bs, p["stem_bn.scale"], grads, "stem_bn")
-        conv_bwd(d, cs, p["stem.w"], grads, "stem", bias=False, need_dx=False)
-        return _sgd(p, grads, lr), loss, grads
+        conv_bwd(d, cs, p["stem.w"], grads, "stem", ws, bias=False, need_dx=False)
+        return _sgd(p, grads, lr, ws), loss, grads
     return _init, step
 
 
