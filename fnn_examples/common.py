@@ -79,7 +79,7 @@ def train_classifier(model, loss_fn: Callable, opt, train_set, test_set, *, epoc
                      seed: int, out: Path, progress: bool = True, augment: Callable | None = None,
                      name: str = "run") -> dict[str, Any]:
     """Train `model` with `loss_fn(logits, labels, params)`; each epoch record train loss, top-1 and
-    top-5 error on train and test, save the best checkpoint (by test error) and the history."""
+    top-5 error on train (over the epoch's batches, as trained) and test, save the best checkpoint (by test error) and the history."""
     x_train, y_train = train_set
     x_test, y_test = test_set
     key = fnn.random.key(seed)
@@ -102,8 +102,10 @@ def train_classifier(model, loss_fn: Callable, opt, train_set, test_set, *, epoc
         (loss, (state, logits)), grads = grad_fn(params, state, x, y, k_step)
         updates, opt_state = opt.update(grads, opt_state, params)
         params = optim.apply_updates(params, updates)
+        top5 = metrics.top_k_accuracy(logits, y, k=min(5, logits.shape[-1]))
         return (params, state, opt_state, key), {"loss": float(loss),
-                                                  "error": 1.0 - metrics.accuracy(logits, y)}
+                                                  "error": 1.0 - metrics.accuracy(logits, y),
+                                                  "top5_error": 1.0 - top5}
 
     def scores(params, state, x, y):
         def batch_metrics(batch):
@@ -124,11 +126,12 @@ def train_classifier(model, loss_fn: Callable, opt, train_set, test_set, *, epoc
         params, state = carry[0], carry[1]
         test = scores(params, state, x_test, y_test)
         row = history.record(epoch, train_loss=train_metrics["loss"], train_error=train_metrics["error"],
-                             test_error=test["error"], test_top5_error=test["top5_error"],
-                             seconds=train_metrics["seconds"])
+                             train_top5_error=train_metrics["top5_error"], test_error=test["error"],
+                             test_top5_error=test["top5_error"], seconds=train_metrics["seconds"])
         keep_best(epoch, row, {"params": params, "state": state})
-        print(f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  train error {row['train_error']:.4f}  "
-              f"test error {row['test_error']:.4f}  top-5 {row['test_top5_error']:.4f}  "
+        print(f"epoch {epoch:3d}  loss {row['train_loss']:.4f}  train error {row['train_error']:.4f} "
+              f"(top-5 {row['train_top5_error']:.4f})  test error {row['test_error']:.4f} "
+              f"(top-5 {row['test_top5_error']:.4f})  "
               f"({row['seconds']:.1f} s)", flush=True)
     history.to_json(out / "history.json")
     history.to_csv(out / "history.csv")
