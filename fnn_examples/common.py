@@ -139,6 +139,7 @@ def train_classifier(model, loss_fn: Callable, opt, train_set, test_set, *, epoc
     best = history.best("test_error")
     return {"params": params, "state": state, "history": history,
             "test_accuracy": 1.0 - history.rows[-1]["test_error"],
+            "test_top5_accuracy": 1.0 - history.rows[-1]["test_top5_error"],
             "best_test_accuracy": 1.0 - best["test_error"], "best_epoch": best["epoch"],
             "seconds_per_epoch": float(np.mean(history.column("seconds")))}
 
