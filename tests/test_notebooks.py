@@ -15,8 +15,9 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parent.parent / "notebooks"
-NAMES = ["01_autodiff_tour.ipynb", "02_mnist_lenet.ipynb", "03_activations.ipynb"]
+NAMES = ["01_autodiff_tour.ipynb", "02_mnist_lenet.ipynb", "03_activations.ipynb", "04_model_zoo.ipynb"]
 NEEDS_MNIST = {"02_mnist_lenet.ipynb"}
+NEEDS_FASHION = {"04_model_zoo.ipynb"}
 
 
 def _load(name: str) -> dict:
@@ -32,11 +33,11 @@ def _source(cell: dict) -> str:
     return src if isinstance(src, str) else "".join(src)
 
 
-def _mnist_available() -> bool:
+def _available(loader_name: str) -> bool:
     from fnn import data
 
     try:
-        data.mnist("test", download=False)
+        getattr(data, loader_name)("test", download=False)
     except (FileNotFoundError, OSError):
         return False
     return True
@@ -56,8 +57,10 @@ def _single_threaded_blas():
 
 @pytest.mark.parametrize("name", NAMES)
 def test_notebook_runs(name, monkeypatch):
-    if name in NEEDS_MNIST and not _mnist_available():
+    if name in NEEDS_MNIST and not _available("mnist"):
         pytest.skip("MNIST files not found (set FNN_DATA_DIR to the folder holding mnist/)")
+    if name in NEEDS_FASHION and not _available("fashion_mnist"):
+        pytest.skip("Fashion-MNIST files not found (set FNN_DATA_DIR to the folder holding fashion-mnist/)")
     import matplotlib
 
     matplotlib.use("Agg")
