@@ -51,16 +51,15 @@ def score(row: dict, x_test, y_test) -> dict:
 
 
 def plot_pr_curves(rows: list[dict], path: Path, title: str) -> None:
-    """One panel per model: the one-vs-rest PR curve of every class, and the micro average in black."""
-    import matplotlib  # noqa: PLC0415
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    """One panel per model: the one-vs-rest PR curve of every class, and the micro average in black
+    (on a bare Figure: no pyplot state is touched)."""
+    from matplotlib.figure import Figure  # noqa: PLC0415
 
     n = len(rows)
     cols = min(n, 2)
     nrows = (n + cols - 1) // cols
-    fig, axes = plt.subplots(nrows, cols, figsize=(6.5 * cols, 5.5 * nrows), squeeze=False)
+    fig = Figure(figsize=(6.5 * cols, 5.5 * nrows))
+    axes = fig.subplots(nrows, cols, squeeze=False)
     for ax, r in zip(axes.ravel(), rows):
         s = r["scores"]
         for name, (precision, recall, _), ap in zip(CLASSES, s["curves"], s["aps"]):
@@ -80,7 +79,6 @@ def plot_pr_curves(rows: list[dict], path: Path, title: str) -> None:
     fig.suptitle(title)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
 
 
 def main(argv=None) -> dict:

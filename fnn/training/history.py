@@ -61,16 +61,17 @@ class History:
 
 
 def plot_history(history: History, path: str | os.PathLike, *, title: str | None = None) -> None:
-    """Losses on the left, error rates (or other metrics) on the right, one line per series."""
-    import matplotlib  # noqa: PLC0415 (plots are optional: pip install 'fnn[examples]')
+    """Losses on the left, error rates (or other metrics) on the right, one line per series.
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt  # noqa: PLC0415
+    Drawn on a bare `Figure` (no pyplot, no backend switch), so it leaves a notebook's plotting as
+    it found it."""
+    from matplotlib.figure import Figure  # noqa: PLC0415 (plots are optional: pip install 'fnn[examples]')
 
     names = [k for k in dict.fromkeys(k for row in history.rows for k in row) if k not in ("epoch", "seconds")]
     losses = [n for n in names if "loss" in n]
     others = [n for n in names if n not in losses]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = Figure(figsize=(10, 4))
+    axes = fig.subplots(1, 2)
     for ax, group, label in ((axes[0], losses, "loss"), (axes[1], others, "metric")):
         for name in group:
             epochs = [r["epoch"] for r in history.rows if name in r]
@@ -85,7 +86,6 @@ def plot_history(history: History, path: str | os.PathLike, *, title: str | None
     fig.tight_layout()
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 class CheckpointOnImprovement:
