@@ -180,13 +180,6 @@ def write_fill_ins(path, examples) -> None:
     training.write_text_atomic(path, "\n".join(lines) + "\n")
 
 
-def make_optimizer(lr: float, steps: int):
-    schedule = optim.warmup_cosine_decay_schedule(0.0, lr, max(1, steps // 20), max(2, steps))
-    decay_mask = lambda params: fnn.tree.map(lambda p: p.ndim >= 2, params)  # noqa: E731
-    return optim.chain(optim.clip_by_global_norm(CLIP), optim.adamw(schedule, weight_decay=WEIGHT_DECAY,
-                                                                    mask=decay_mask))
-
-
 def main(argv=None) -> dict:
     args = get_args(argv)
     out = common.out_dir(args, NAME)
@@ -213,7 +206,7 @@ def main(argv=None) -> dict:
     n_batches = len(train_rows) // args.batch_size
     if n_batches == 0:
         raise SystemExit(f"{NAME}: {len(train_rows)} training windows make no batch of {args.batch_size}")
-    opt = make_optimizer(args.lr, args.epochs * n_batches)
+    opt = tc.adamw_with_warmup(args.lr, args.epochs * n_batches, clip=CLIP, weight_decay=WEIGHT_DECAY)
     opt_state = opt.init(params)
     print(f"{NAME}: {text.corpus['title']}; vocabulary {len(vocab)}; windows of {args.seq_len}: "
           f"{len(train_rows)} train, {len(val_rows)} val, {len(test_rows)} test; "

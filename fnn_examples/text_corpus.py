@@ -332,3 +332,18 @@ def prepare(name: str, *, vocab_size: int, seed: int, newlines: bool,
     vocab = Vocabulary.build(tokens["train"], vocab_size)
     streams = {s: encode_stream(tokens[s], vocab) for s in ("train", "val", "test")}
     return TextData(corpus_info(name), vocab, {s: [d.title for d in ds] for s, ds in splits.items()}, streams)
+
+
+def adamw_with_warmup(lr: float, steps: int, *, clip: float, weight_decay: float):
+    """The language models' optimizer: gradients clipped to global norm `clip`, then AdamW with a
+    linear warmup over the first 5% of `steps` and cosine decay; weight decay on matrices only."""
+    from fnn import optim  # noqa: PLC0415
+
+    schedule = optim.warmup_cosine_decay_schedule(0.0, lr, max(1, steps // 20), max(2, steps))
+
+    def decay_mask(params):
+        return fnn.tree.map(lambda p: p.ndim >= 2, params)
+
+    return optim.chain(optim.clip_by_global_norm(clip),
+                       optim.adamw(schedule, weight_decay=weight_decay, mask=decay_mask))
+
