@@ -47,7 +47,7 @@ import numpy as np
 
 import fnn
 import fnn.numpy as fnp
-from fnn import losses, models, optim, training
+from fnn import losses, models, training
 from fnn.nn.functional.activations import gelu
 from fnn_examples import common
 from fnn_examples import text_corpus as tc
@@ -207,48 +207,25 @@ def main(argv=None) -> dict:
     if n_batches == 0:
         raise SystemExit(f"{NAME}: {len(train_rows)} training windows make no batch of {args.batch_size}")
     opt = tc.adamw_with_warmup(args.lr, args.epochs * n_batches, clip=CLIP, weight_decay=WEIGHT_DECAY)
-    opt_state = opt.init(params)
     print(f"{NAME}: {text.corpus['title']}; vocabulary {len(vocab)}; windows of {args.seq_len}: "
           f"{len(train_rows)} train, {len(val_rows)} val, {len(test_rows)} test; "
           f"{sum(p.size for p in fnn.tree.leaves(params)):,} parameters", flush=True)
 
-    def objective(params, inputs, picked, targets, key):
-        logits = masked_logits(model, params, inputs, picked, key=key, train=True)
-        return losses.softmax_cross_entropy(logits, targets), logits
-
-    grad_fn = fnn.value_and_grad(objective, has_aux=True)
-
-    def step(carry, batch):
-        params, opt_state, step_index = carry
-        k_mask, k_drop = fnn.random.split(fnn.random.fold_in(k_train, step_index))
+    def batch_loss(params, batch, key):
+        k_mask, k_drop = fnn.random.split(key)
         inputs, picked = tc.mask_tokens(k_mask, batch, len(vocab), MASK_RATE)
         targets = batch[picked]
-        (loss, logits), grads = grad_fn(params, inputs, picked, targets, k_drop)
-        updates, opt_state = opt.update(grads, opt_state, params)
-        error = 1.0 - float(np.mean(np.argmax(np.asarray(logits), -1) == targets))
-        return (optim.apply_updates(params, updates), opt_state, step_index + 1), {"loss": float(loss),
-                                                                                   "error": error}
+        logits = masked_logits(model, params, inputs, picked, key=k_drop, train=True)
+        return losses.softmax_cross_entropy(logits, targets), (logits, targets)
 
-    history = training.History()
-    keep_best = training.CheckpointOnImprovement(out / "best.npz", monitor="val_error")
-    carry = (params, opt_state, 0)
-    for epoch in range(1, args.epochs + 1):
-        batches = fnn.data.batches(fnn.random.fold_in(k_train, -epoch), train_rows, args.batch_size, drop_last=True)
-        carry, train = training.run_epoch(step, carry, batches, total=n_batches, desc=f"{NAME} epoch {epoch}",
-                                          progress=not args.no_progress)
-        val = score(model, carry[0], val_rows[:EVAL_WINDOWS], k_val)
-        test = score(model, carry[0], test_rows[:EVAL_WINDOWS], k_test)
-        row = history.record(epoch, train_loss=train["loss"], train_error=train["error"], val_loss=val["loss"],
-                             val_error=val["error"], val_top5_error=val["top5_error"], test_error=test["error"],
-                             test_top5_error=test["top5_error"], seconds=train["seconds"],
-                             seconds_per_step=train["seconds"] / n_batches)
-        keep_best(epoch, row, {"params": carry[0], "state": state})
-        print(f"epoch {epoch:3d}  loss {row['train_loss']:.3f}  masked error: train {row['train_error']:.4f}  "
-              f"val {row['val_error']:.4f} (top-5 {row['val_top5_error']:.4f})  test {row['test_error']:.4f}  "
-              f"({row['seconds']:.1f} s, {row['seconds_per_step']:.3f} s/step)", flush=True)
-    history.to_json(out / "history.json")
-    history.to_csv(out / "history.csv")
-    training.plot_history(history, out / "history.png", title=f"{NAME} ({args.corpus})")
+    def evaluate(params):
+        return (score(model, params, val_rows[:EVAL_WINDOWS], k_val),
+                score(model, params, test_rows[:EVAL_WINDOWS], k_test))
+
+    _, history, keep_best = tc.train_token_model(
+        NAME, args, out, params=params, state=state, opt=opt, train_rows=train_rows, n_batches=n_batches,
+        k_train=k_train, batch_loss=batch_loss, evaluate=evaluate, monitor="val_error",
+        describe=lambda val: "masked ")
 
     best = fnn.io.load(out / "best.npz")["params"]
     test = score(model, best, test_rows, k_test)

@@ -347,3 +347,48 @@ def adamw_with_warmup(lr: float, steps: int, *, clip: float, weight_decay: float
     return optim.chain(optim.clip_by_global_norm(clip),
                        optim.adamw(schedule, weight_decay=weight_decay, mask=decay_mask))
 
+
+def train_token_model(name: str, args, out: Path, *, params, state, opt, train_rows, n_batches: int,
+                      k_train, batch_loss, evaluate, monitor: str, describe=lambda val: ""):
+    """The language models' training loop, shared by bert_mlm and tiny_gpt.
+
+    `batch_loss(params, batch, key) -> (loss, (logits, targets))` is differentiated with respect
+    to params; the key of step i is fold_in(k_train, i). After each epoch `evaluate(params)` gives
+    (validation, test) metrics with loss, error and top5_error; the history (train loss and token
+    error, those metrics, seconds per step) goes to `out/history.*`, and the parameters are saved
+    to `out/best.npz` whenever `monitor` improves. Returns (final params, history, checkpointer).
+    """
+    from fnn import optim, training  # noqa: PLC0415
+
+    grad_fn = fnn.value_and_grad(batch_loss, has_aux=True)
+
+    def step(carry, batch):
+        params, opt_state, step_index = carry
+        (loss, (logits, targets)), grads = grad_fn(params, batch, fnn.random.fold_in(k_train, step_index))
+        updates, opt_state = opt.update(grads, opt_state, params)
+        error = 1.0 - float(np.mean(np.argmax(np.asarray(logits), -1) == targets))
+        return (optim.apply_updates(params, updates), opt_state, step_index + 1), {"loss": float(loss),
+                                                                                   "error": error}
+
+    history = training.History()
+    keep_best = training.CheckpointOnImprovement(out / "best.npz", monitor=monitor)
+    carry = (params, opt.init(params), 0)
+    for epoch in range(1, args.epochs + 1):
+        batches = fnn.data.batches(fnn.random.fold_in(k_train, -epoch), train_rows, args.batch_size, drop_last=True)
+        carry, train = training.run_epoch(step, carry, batches, total=n_batches, desc=f"{name} epoch {epoch}",
+                                          progress=not args.no_progress)
+        val, test = evaluate(carry[0])
+        row = history.record(epoch, train_loss=train["loss"], train_error=train["error"], val_loss=val["loss"],
+                             val_error=val["error"], val_top5_error=val["top5_error"], test_loss=test["loss"],
+                             test_error=test["error"], test_top5_error=test["top5_error"],
+                             seconds=train["seconds"], seconds_per_step=train["seconds"] / n_batches)
+        keep_best(epoch, row, {"params": carry[0], "state": state})
+        print(f"epoch {epoch:3d}  loss {row['train_loss']:.3f}  {describe(val)}token error: train "
+              f"{row['train_error']:.4f}  val {row['val_error']:.4f} (top-5 {row['val_top5_error']:.4f})  "
+              f"test {row['test_error']:.4f}  ({row['seconds']:.1f} s, {row['seconds_per_step']:.3f} s/step)",
+              flush=True)
+    history.to_json(out / "history.json")
+    history.to_csv(out / "history.csv")
+    training.plot_history(history, out / "history.png", title=f"{name} ({args.corpus})")
+    return carry[0], history, keep_best
+

@@ -40,7 +40,7 @@ import math
 import numpy as np
 
 import fnn
-from fnn import losses, models, optim, training
+from fnn import losses, models, training
 from fnn_examples import common
 from fnn_examples import text_corpus as tc
 
@@ -166,47 +166,22 @@ def main(argv=None) -> dict:
     if n_batches == 0:
         raise SystemExit(f"{NAME}: {len(train_rows)} training windows make no batch of {args.batch_size}")
     opt = tc.adamw_with_warmup(args.lr, args.epochs * n_batches, clip=CLIP, weight_decay=WEIGHT_DECAY)
-    opt_state = opt.init(params)
     n_params = sum(p.size for p in fnn.tree.leaves(params))
     print(f"{NAME}: {text.corpus['title']}; vocabulary {len(vocab)}; windows of {length}: "
           f"{len(train_rows)} train, {len(val_rows)} val, {len(test_rows)} test; {n_params:,} parameters", flush=True)
 
-    def objective(params, x, y, key):
-        logits, _ = model.apply(params, state, x, key=key, train=True)
-        return losses.softmax_cross_entropy(logits, y), logits
-
-    grad_fn = fnn.value_and_grad(objective, has_aux=True)
-
-    def step(carry, batch):
-        params, opt_state, step_index = carry
+    def batch_loss(params, batch, key):
         x, y = batch[:, :-1], batch[:, 1:]
-        (loss, logits), grads = grad_fn(params, x, y, fnn.random.fold_in(k_train, step_index))
-        updates, opt_state = opt.update(grads, opt_state, params)
-        error = 1.0 - float(np.mean(np.argmax(np.asarray(logits), -1) == y))
-        return (optim.apply_updates(params, updates), opt_state, step_index + 1), {"loss": float(loss),
-                                                                                   "error": error}
+        logits, _ = model.apply(params, state, x, key=key, train=True)
+        return losses.softmax_cross_entropy(logits, y), (logits, y)
 
-    history = training.History()
-    keep_best = training.CheckpointOnImprovement(out / "best.npz", monitor="val_loss")
-    carry = (params, opt_state, 0)
-    for epoch in range(1, args.epochs + 1):
-        batches = fnn.data.batches(fnn.random.fold_in(k_train, -epoch), train_rows, args.batch_size, drop_last=True)
-        carry, train = training.run_epoch(step, carry, batches, total=n_batches, desc=f"{NAME} epoch {epoch}",
-                                          progress=not args.no_progress)
-        val = score(model, carry[0], val_rows[:EVAL_WINDOWS])
-        test = score(model, carry[0], test_rows[:EVAL_WINDOWS])
-        row = history.record(epoch, train_loss=train["loss"], train_error=train["error"], val_loss=val["loss"],
-                             val_error=val["error"], val_top5_error=val["top5_error"], test_loss=test["loss"],
-                             test_error=test["error"], test_top5_error=test["top5_error"],
-                             seconds=train["seconds"], seconds_per_step=train["seconds"] / n_batches)
-        keep_best(epoch, row, {"params": carry[0], "state": state})
-        print(f"epoch {epoch:3d}  loss {row['train_loss']:.3f}  val perplexity {val['perplexity']:.1f}  "
-              f"next-token error: train {row['train_error']:.4f}  val {row['val_error']:.4f} "
-              f"(top-5 {row['val_top5_error']:.4f})  test {row['test_error']:.4f}  "
-              f"({row['seconds']:.1f} s, {row['seconds_per_step']:.3f} s/step)", flush=True)
-    history.to_json(out / "history.json")
-    history.to_csv(out / "history.csv")
-    training.plot_history(history, out / "history.png", title=f"{NAME} ({args.corpus})")
+    def evaluate(params):
+        return score(model, params, val_rows[:EVAL_WINDOWS]), score(model, params, test_rows[:EVAL_WINDOWS])
+
+    _, history, keep_best = tc.train_token_model(
+        NAME, args, out, params=params, state=state, opt=opt, train_rows=train_rows, n_batches=n_batches,
+        k_train=k_train, batch_loss=batch_loss, evaluate=evaluate, monitor="val_loss",
+        describe=lambda val: f"val perplexity {val['perplexity']:.1f}  next-")
 
     best = fnn.io.load(out / "best.npz")["params"]
     test = score(model, best, test_rows)
