@@ -797,7 +797,12 @@ def _map_walk(f: Callable[..., Any], x: Any) -> Any:
             keys = sorted(x)
         except TypeError:
             keys = _sorted_keys(x)
-        return {k: _map_walk(f, x[k]) for k in keys}
+        out = {}
+        registry = _registry
+        for k in keys:  # leaves (the usual children: arrays) are mapped here, without a call
+            v = x[k]
+            out[k] = f(v) if registry[type(v)] is None else _map_walk(f, v)
+        return out
     node = _registry[type(x)]
     if node is None:
         return f(x)
@@ -813,7 +818,12 @@ def _map_walk2(f: Callable[..., Any], x: Any, y: Any) -> Any:
             keys = sorted(x)
         except TypeError:
             keys = _sorted_keys(x)
-        return {k: _map_walk2(f, x[k], y[k]) for k in keys}
+        out = {}
+        registry = _registry
+        for k in keys:
+            v = x[k]
+            out[k] = f(v, y[k]) if registry[type(v)] is None else _map_walk2(f, v, y[k])
+        return out
     node = _registry[type(x)]
     if node is None:
         return f(x, y)

@@ -189,8 +189,16 @@ def backward_pass(roots: Iterable[tuple[Node, Any]], retain: bool = False) -> di
         grads = node.prim.backward(node, g)
         args = node.args
         for argnum, parent, pg in zip(node.argnums, parents, grads):
-            if type(pg) is not Parts and type(pg) is not Scattered:
-                pg = fit_to(pg, args[argnum])
+            kind = type(pg)
+            if kind is not Parts and kind is not Scattered:
+                arg = args[argnum]
+                try:  # fit_to's common case (shape and dtype already right), without the call
+                    fitted = pg.shape == arg.shape and pg.dtype == arg.dtype
+                except AttributeError:  # a Python scalar on either side
+                    fitted = False
+                if not fitted:
+                    pg = fit_to(pg, arg)
+                del arg  # the argument may be a large activation: hold it no longer than this
             old = cotangents.get(parent)
             cotangents[parent] = pg if old is None else _accumulate(old, pg)
             left = pending[parent] - 1
@@ -208,5 +216,5 @@ def start_node() -> Node:
 
 
 def box_input(value: Any, trace: int) -> Box:
-    """Wrap an input of a differentiated function for trace `trace`."""
-    return Box(value, trace, start_node())
+    """Wrap an input of a differentiated function for trace `trace` (its node: a start node)."""
+    return Box(value, trace, Node(None, None, None, None, (), ()))

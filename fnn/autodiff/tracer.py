@@ -81,15 +81,31 @@ class ArgSpec:
         return f"ArgSpec(shape={self.shape}, dtype={self.dtype})"
 
 
-def _keep_residuals(args: list, keep: frozenset) -> list:
-    """`args` (a list this call may change) with the floating-point arrays at positions not in
-    `keep` (the values that gradients flow through, and that hold the memory) replaced by their
-    ArgSpec. Options such as index arrays, axes and shapes are always kept."""
-    for i, a in enumerate(args):
-        if i not in keep:
-            dtype = getattr(a, "dtype", None)
-            if dtype is not None and dtype.kind in "fc":
-                args[i] = ArgSpec(a.shape, dtype, type(a) if type(a) is not Box else type(strip(a)))
+_SPECS: dict = {}  # (shape, dtype, array type) -> ArgSpec: a step makes the same few again and again
+
+
+def _spec_of(a: Any, dtype: Any) -> "ArgSpec":
+    """The (shared, immutable) ArgSpec of array `a`, whose dtype is `dtype`."""
+    array_type = type(a) if type(a) is not Box else type(strip(a))
+    key = (a.shape, dtype, array_type)
+    spec = _SPECS.get(key)
+    if spec is None:
+        if len(_SPECS) > 4096:  # many distinct shapes (e.g. variable-length batches): start over
+            _SPECS.clear()
+        spec = _SPECS[key] = ArgSpec(a.shape, dtype, array_type)
+    return spec
+
+
+def _keep_residuals(args: list, drop: tuple) -> list:
+    """`args` (a list this call may change) with the floating-point arrays at the positions in
+    `drop` (arguments no rule of the node reads, which would otherwise hold their memory until
+    the backward pass) replaced by their ArgSpec. Options such as index arrays, axes and shapes
+    are always kept."""
+    for i in drop:
+        a = args[i]
+        dtype = getattr(a, "dtype", None)
+        if dtype is not None and dtype.kind in "fc":
+            args[i] = _spec_of(a, dtype)
     return args
 
 
@@ -222,10 +238,11 @@ class Primitive:
             return self.argnum_rule
         return rule
 
-    def residual_plan(self, argnums: tuple) -> tuple:
-        """(positions of arguments to keep, or None for all; whether to keep ans) for a node
-        whose traced arguments are `argnums`: the union of what their rules read."""
-        plan = self._plans.get(argnums)
+    def residual_plan(self, argnums: tuple, nargs: int) -> tuple:
+        """(positions of the `nargs` arguments to drop from the tape, keep ans?) for a node whose
+        traced arguments are `argnums`: everything but the union of what their rules read."""
+        key = (argnums, nargs)
+        plan = self._plans.get(key)
         if plan is None:
             keep: set | None = set()
             keep_ans = self.multiple_results
@@ -238,8 +255,8 @@ class Primitive:
                         keep = None
                     elif keep is not None:
                         keep.add(r)
-            plan = (None if keep is None else frozenset(keep), keep_ans)
-            self._plans[argnums] = plan
+            drop = () if keep is None else tuple(i for i in range(nargs) if i not in keep)
+            plan = self._plans[key] = (drop, keep_ans)
         return plan
 
     def backward(self, node: Node, g: Any) -> list:
@@ -317,12 +334,15 @@ def _bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
         return ans
     if prim.reads is None:
         return Box(ans, top, Node(prim, unboxed, kwargs, ans if res is None else res, argnums, parents))
-    keep, keep_ans = prim.residual_plan(tuple(argnums))
+    key = (tuple(argnums), len(unboxed))
+    plan = prim._plans.get(key) or prim.residual_plan(*key)
+    if plan[0]:
+        _keep_residuals(unboxed, plan[0])
     if res is not None:
-        keep_ans = True  # the residuals stand in for ans
-    return Box(ans, top, Node(prim, unboxed if keep is None else _keep_residuals(unboxed, keep),
-                              kwargs, (ans if res is None else res) if keep_ans else None,
-                              argnums, parents))
+        ans_kept = res  # the residuals stand in for ans
+    else:
+        ans_kept = ans if plan[1] else None
+    return Box(ans, top, Node(prim, unboxed, kwargs, ans_kept, argnums, parents))
 
 
 # ---------------------------------------------------------------------------------------------

@@ -63,14 +63,25 @@ def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str,
     (for callers that built it themselves).
     """
     trace = new_trace()
-    in_leaves, in_def = tree.flatten(primals)
-    is_float = [_is_float_leaf(leaf) for leaf in in_leaves]
-    if float_argnums is not None and not all(is_float):
+    # One walk over the inputs boxes the floating-point leaves (integer and boolean ones get a
+    # zero cotangent) and remembers each leaf with its start node, in flatten's order.
+    in_leaves: list = []
+    starts: list = []
+
+    def box_leaf(leaf):
+        in_leaves.append(leaf)
+        dtype = getattr(leaf, "dtype", None) if type(leaf) is not Box else None
+        if (dtype.kind in "fc") if dtype is not None else _is_float_leaf(leaf):
+            boxed_leaf = box_input(leaf, trace)
+            starts.append(boxed_leaf._node)
+            return boxed_leaf
+        starts.append(None)
+        return leaf
+
+    boxed = tree.map(box_leaf, primals)
+    if float_argnums is not None and None in starts:
         _check_differentiable_inputs(primals, who, float_argnums, in_leaves)
-    # Only floating-point leaves are traced; integer and boolean ones get a zero cotangent.
-    boxed = [box_input(leaf, trace) if f_ else leaf for leaf, f_ in zip(in_leaves, is_float)]
-    starts = [b._node if type(b) is Box else None for b in boxed]
-    result = f(*tree.unflatten(in_def, boxed))
+    result = f(*boxed)
     aux = None
     if has_aux:
         if not (isinstance(result, tuple) and len(result) == 2):
@@ -104,16 +115,19 @@ def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str,
                                      f"{getattr(o, 'shape', ())}")
         roots = [(n, c) for n, c in zip(out_nodes, cot_leaves) if n is not None]
         found = backward_pass(roots, retain=retain) if roots else {}
-        grads = []
-        for node, leaf in zip(starts, in_leaves):
-            if node is not None and node in found:
-                g = fit_to(found[node], leaf)
-                if isinstance(leaf, float) and getattr(g, "shape", None) == () and type(g) is not Box:
-                    g = g[()] if hasattr(g, "__getitem__") else g
-                grads.append(g)
-            else:
-                grads.append(zeros_like_value(leaf))
-        return tree.unflatten(in_def, grads)
+        pairs = iter(zip(starts, in_leaves))
+
+        def grad_leaf(_):
+            node, leaf = next(pairs)
+            g = found.get(node) if node is not None else None
+            if g is None:
+                return zeros_like_value(leaf)
+            g = fit_to(g, leaf)
+            if isinstance(leaf, float) and getattr(g, "shape", None) == () and type(g) is not Box:
+                g = g[()] if hasattr(g, "__getitem__") else g
+            return g
+
+        return tree.map(grad_leaf, primals)  # the inputs' structure, leaves in the same order
 
     return out, vjp_fn, aux
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import fnn.numpy as fnp
-from fnn.autodiff.tracer import defvjp, primitive, strip
+from fnn.autodiff.tracer import any_traced, defvjp, primitive, strip
 from fnn.backend import get_array_module
 from fnn.losses._common import (as_array, check_float, check_int_labels, check_reduction,
                                 check_same_shape, class_axis, is_integer_labels, onehot, reduce,
@@ -31,11 +31,14 @@ def _sce_forward(logits, labels, *, axis, smoothing, reduction):
     max, so that no exp overflows whatever the logits."""
     xp = get_array_module(logits)
     num_classes = logits.shape[axis]
-    shifted = logits - xp.max(logits, axis=axis, keepdims=True)
-    log_p = shifted - xp.log(xp.sum(xp.exp(shifted), axis=axis, keepdims=True))
+    shifted = logits - logits.max(axis=axis, keepdims=True)
+    log_p = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
     if is_integer_labels(labels):
-        picked = xp.take_along_axis(log_p, xp.expand_dims(labels, axis), axis=axis)
-        loss = -xp.squeeze(picked, axis=axis)
+        if log_p.ndim == 2 and axis == 1:  # (N, K): index the labels' entries directly
+            loss = -log_p[xp.arange(log_p.shape[0]), labels]
+        else:
+            picked = xp.take_along_axis(log_p, xp.expand_dims(labels, axis), axis=axis)
+            loss = -xp.squeeze(picked, axis=axis)
         if smoothing:
             loss = (1.0 - smoothing) * loss - (smoothing / num_classes) * xp.sum(log_p, axis=axis)
     else:
@@ -77,8 +80,35 @@ def _smoothed(labels, logits, axis, smoothing):
     return (1.0 - smoothing) * q + smoothing / num_classes if smoothing else q
 
 
+def _sce_logits_plain(g, logits, labels, axis, smoothing, reduction):
+    """The logits rule for plain arrays and integer labels (the training-step case): softmax
+    built in one fresh array and turned into the cotangent in place, the labels' entries
+    lowered by indexing instead of subtracting a one-hot array."""
+    xp = get_array_module(logits)
+    num_classes = logits.shape[axis]
+    e = logits - logits.max(axis=axis, keepdims=True)
+    xp.exp(e, out=e)
+    e /= e.sum(axis=axis, keepdims=True)
+    if smoothing:
+        e -= smoothing / num_classes
+    if e.ndim == 2 and axis == 1:  # (N, K) logits: index the labels' entries directly
+        e[xp.arange(e.shape[0]), labels] -= 1.0 - smoothing
+    else:
+        ids = xp.expand_dims(labels, axis)
+        picked = xp.take_along_axis(e, ids, axis=axis)
+        xp.put_along_axis(e, ids, picked - (1.0 - smoothing), axis=axis)
+    if reduction == "none":
+        e *= xp.expand_dims(g, axis)
+    else:
+        n = _batch_count(logits.shape, axis) if reduction == "mean" else 1
+        e *= g * (1.0 / n) if n else g
+    return e
+
+
 def _sce_logits_rule(g, ans, logits, labels, *, axis, smoothing, reduction):
     """d/dlogits = softmax * sum_k q_k - q (softmax - q when q sums to one), scaled by g."""
+    if is_integer_labels(labels) and not any_traced(g, logits):
+        return _sce_logits_plain(g, logits, labels, axis, smoothing, reduction)
     p = fnp.exp(_log_softmax(logits, axis))
     q = _smoothed(labels, logits, axis, smoothing)
     if is_integer_labels(labels):

@@ -89,7 +89,7 @@ class Sequential(Module):
         for i, (name, layer) in enumerate(zip(self.names, self.layers)):
             try:
                 x, s = layer.apply(params.get(name, {}), state.get(name, {}), x,
-                                   key=_child_key(key, i), train=train)
+                                   key=None if key is None else random.fold_in(key, i), train=train)
             except ShapeError as exc:
                 raise _within(name, exc) from None
             if s:

@@ -67,11 +67,15 @@ def apply_updates(params: Any, updates: Any, *, donate: bool = False) -> Any:
         return r
 
     def add_in_place(p, u):
-        flags = getattr(p, "flags", None)
-        if flags is None or not getattr(flags, "writeable", True) or is_traced(u):
-            return add(p, u)
-        p += u  # NumPy's same-kind casting keeps p's dtype, as add's astype does
-        return p
+        if not is_traced(u):
+            try:
+                writeable = p.flags.writeable
+            except AttributeError:  # a Python number: nothing to update in place
+                writeable = False
+            if writeable:
+                p += u  # NumPy's same-kind casting keeps p's dtype, as add's astype does
+                return p
+        return add(p, u)
 
     return tree.map(add_in_place if donate else add, params, updates)
 

@@ -37,18 +37,19 @@ def _x_rule(g, ans, x, w, b):
 
 
 def _w_rule(g, ans, x, w, b):
-    n_in = _shape(x)[-1]
-    n_out = _shape(g)[-1]
     if not any_traced(g, x):
-        return x.reshape(-1, n_in).T @ g.reshape(-1, n_out)
+        if x.ndim == 2:
+            return x.T @ g  # a transposed operand is a BLAS flag, not a copy
+        return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+    n_in, n_out = _shape(x)[-1], _shape(g)[-1]
     return fnp.matmul(fnp.transpose(fnp.reshape(x, (-1, n_in))), fnp.reshape(g, (-1, n_out)))
 
 
 def _b_rule(g, ans, x, w, b):
-    n_out = _shape(g)[-1]
     if not any_traced(g):
-        return g.reshape(-1, n_out).sum(axis=0)
-    return fnp.sum(fnp.reshape(g, (-1, n_out)), axis=0)
+        g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])
+        return np.add.reduce(g2, axis=0) if type(g2) is np.ndarray else g2.sum(axis=0)
+    return fnp.sum(fnp.reshape(g, (-1, _shape(g)[-1])), axis=0)
 
 
 defvjp(_dense, _x_rule, _w_rule, _b_rule, reads=[(1,), (0,), ()])
@@ -61,7 +62,7 @@ def dense(x, w, b=None):
     w's (x reshaped to 2-D, transposed, @ g); b's cotangent (g summed over the leading axes) needs
     neither.
     """
-    xs, ws = _shape(x), _shape(w)
+    xs, ws = getattr(x, "shape", ()), getattr(w, "shape", ())
     if len(ws) != 2:
         raise ValueError(f"dense: the weight must be 2-D (in, out), got w shape {ws} (x shape {xs})")
     if len(xs) < 1:
