@@ -227,7 +227,7 @@ def main(argv=None) -> dict:
             result = common.train_classifier(model, cross_entropy, opt, (x_train, y_train), (x_test, y_test),
                                              epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                                              out=out / name, progress=not args.no_progress,
-                                             name=f"{NAME}/{name}")
+                                             name=f"{NAME}/{name}", resume=args.resume)
             params = result["params"]
             histories[name] = result["history"]
             row.update(parameters=nn.count_params(params), test_accuracy=result["test_accuracy"],

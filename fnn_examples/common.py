@@ -31,6 +31,8 @@ def parser(description: str, *, epochs: int, batch_size: int, lr: float) -> argp
     p.add_argument("--out", default=None, help="output folder (default runs/<experiment>)")
     p.add_argument("--quick", action="store_true", help="a tiny run, for smoke tests")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument("--resume", action="store_true",
+                   help="continue an interrupted run from the last finished epoch saved in --out")
     return p
 
 
@@ -77,9 +79,15 @@ def write_summary(out: Path, name: str, result: dict[str, Any]) -> None:
 
 def train_classifier(model, loss_fn: Callable, opt, train_set, test_set, *, epochs: int, batch_size: int,
                      seed: int, out: Path, progress: bool = True, augment: Callable | None = None,
-                     name: str = "run") -> dict[str, Any]:
+                     name: str = "run", resume: bool = False) -> dict[str, Any]:
     """Train `model` with `loss_fn(logits, labels, params)`; each epoch record train loss, top-1 and
-    top-5 error on train (over the epoch's batches, as trained) and test, save the best checkpoint (by test error) and the history."""
+    top-5 error on train (over the epoch's batches, as trained) and test, save the best checkpoint
+    (by test error) and the history.
+
+    After every epoch the whole training state (parameters, model state, optimizer state, random
+    key, epoch) goes to `out/last.npz` and the history so far to `out/history.json`; with
+    `resume=True` a run finds them there and goes on after the last finished epoch, with the same
+    batches and random numbers an uninterrupted run would have used."""
     x_train, y_train = train_set
     x_test, y_test = test_set
     key = fnn.random.key(seed)
@@ -119,7 +127,12 @@ def train_classifier(model, loss_fn: Callable, opt, train_set, test_set, *, epoc
     keep_best = training.CheckpointOnImprovement(out / "best.npz", monitor="test_error")
     carry = (params, state, opt_state, k_run)
     n_batches = data.num_batches(len(x_train), batch_size, drop_last=True)
-    for epoch in range(1, epochs + 1):
+    last = out / "last.npz"
+    first_epoch = 1
+    if resume and last.exists():
+        carry, first_epoch = _resume(last, out / "history.json", carry, epochs, history, keep_best)
+        print(f"{name}: resuming after epoch {first_epoch - 1} (from {last})", flush=True)
+    for epoch in range(first_epoch, epochs + 1):
         batches = data.batches(fnn.random.fold_in(key, epoch), (x_train, y_train), batch_size, drop_last=True)
         carry, train_metrics = training.run_epoch(step, carry, batches, total=n_batches,
                                                   desc=f"{name} epoch {epoch}", progress=progress)
@@ -133,7 +146,8 @@ def train_classifier(model, loss_fn: Callable, opt, train_set, test_set, *, epoc
               f"(top-5 {row['train_top5_error']:.4f})  test error {row['test_error']:.4f} "
               f"(top-5 {row['test_top5_error']:.4f})  "
               f"({row['seconds']:.1f} s)", flush=True)
-    history.to_json(out / "history.json")
+        history.to_json(out / "history.json")
+        fnn.io.save(last, {"carry": carry, "epoch": epoch, "epochs": epochs})
     history.to_csv(out / "history.csv")
     training.plot_history(history, out / "history.png", title=name)
     best = history.best("test_error")
@@ -142,6 +156,27 @@ def train_classifier(model, loss_fn: Callable, opt, train_set, test_set, *, epoc
             "test_top5_accuracy": 1.0 - history.rows[-1]["test_top5_error"],
             "best_test_accuracy": 1.0 - best["test_error"], "best_epoch": best["epoch"],
             "seconds_per_epoch": float(np.mean(history.column("seconds")))}
+
+
+def _resume(last: Path, history_path: Path, carry: Any, epochs: int, history: training.History,
+            keep_best: training.CheckpointOnImprovement) -> tuple[Any, int]:
+    """The training state saved in `last` and the epoch to go on from; fills `history` with the
+    finished epochs and tells `keep_best` the best test error so far. Refuses a state saved by
+    a run of another length (its learning-rate schedule would differ)."""
+    saved = fnn.io.load(last, like={"carry": carry, "epoch": 0, "epochs": 0})
+    if saved["epochs"] != epochs:
+        raise ValueError(f"--resume: {last} was saved by a run of {saved['epochs']} epochs, this one "
+                         f"has {epochs}; resume with the same settings or use another --out")
+    done = saved["epoch"]
+    rows = training.History.from_json(history_path).rows if history_path.exists() else []
+    history.rows = [row for row in rows if row["epoch"] <= done]
+    if len(history.rows) != done:
+        raise ValueError(f"--resume: {history_path} has {len(history.rows)} of the {done} finished "
+                         "epochs; the run folder is incomplete")
+    if history.rows:
+        best = history.best("test_error")
+        keep_best.best, keep_best.best_epoch = best["test_error"], best["epoch"]
+    return saved["carry"], done + 1
 
 
 def timed(fn: Callable, *args, **kwargs):

@@ -276,7 +276,8 @@ def main(argv=None) -> dict:
         result = common.train_classifier(model, loss_fn, opt, (x_db, y_db),
                                          (x_test[known_test], y_test[known_test]),
                                          epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                                         out=out, progress=not args.no_progress, name=NAME)
+                                         out=out, progress=not args.no_progress, name=NAME,
+                                         resume=args.resume)
         best = fnn.io.load(out / "best.npz", like={"params": result["params"], "state": result["state"]})
         params, state = best["params"], best["state"]
         summary.update(test_accuracy_known=result["best_test_accuracy"], best_epoch=result["best_epoch"],
