@@ -21,7 +21,7 @@ from typing import Any, Iterable
 import numpy as np
 
 from fnn.backend import module_for_type
-from fnn.autodiff.tracer import ArgSpec, Box, Node, Parts, defvjp, primitive, strip
+from fnn.autodiff.tracer import ArgSpec, Box, Node, Parts, Primitive, defvjp, primitive, strip
 
 __all__ = ["backward_pass", "Scattered", "sum_to_shape", "broadcast_to", "cast", "add_cotangents",
            "zeros_like_value", "shape_of", "dtype_of"]
@@ -186,8 +186,20 @@ def backward_pass(roots: Iterable[tuple[Node, Any]], retain: bool = False) -> di
         if not parents:
             starts[node] = g
             continue
-        grads = node.prim.backward(node, g)
+        prim = node.prim
         args = node.args
+        if type(prim) is Primitive and not prim.multiple_results:
+            # The common node: call its rules here, one per traced argument, rather than through
+            # prim.backward (a call and a list fewer per node).
+            ans, kwargs, vjps = node.ans, node.kwargs, prim.vjps
+            grads = []
+            for argnum in node.argnums:
+                rule = vjps.get(argnum)
+                grads.append(rule(g, ans, *args, **kwargs) if rule is not None
+                             else prim.argnum_rule(argnum, g, ans, *args, **kwargs))
+            del ans, kwargs
+        else:
+            grads = prim.backward(node, g)
         for argnum, parent, pg in zip(node.argnums, parents, grads):
             kind = type(pg)
             if kind is not Parts and kind is not Scattered:

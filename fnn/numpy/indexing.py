@@ -127,6 +127,19 @@ def setitem_error(x: Any, idx: Any, v: Any) -> None:
 
 def index(x: Any, idx: Any) -> Any:
     """x[idx] for traced values; booleans and lists are taken as NumPy takes them."""
-    if type(idx) is Box or (isinstance(idx, tuple) and any(type(i) is Box for i in idx)):
+    # One pass over a tuple index (the common `x[:, t]` of a loop): refuse traced entries, and
+    # canonicalize only when a list is there.
+    if type(idx) is tuple:
+        has_list = False
+        for i in idx:
+            if type(i) is Box:
+                raise TypeError("fnn: an index cannot be a traced (floating-point) value")
+            if isinstance(i, list):
+                has_list = True
+        if has_list:
+            idx = _canonical_index(idx)
+    elif type(idx) is Box:
         raise TypeError("fnn: an index cannot be a traced (floating-point) value")
-    return getitem(x, _canonical_index(idx))
+    elif isinstance(idx, list):
+        idx = _list_index(idx)
+    return getitem(x, idx)

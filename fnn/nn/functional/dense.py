@@ -29,6 +29,10 @@ def _dense_fun(x, w, b):
 
 _dense = primitive(_dense_fun, name="fnn.nn.functional.dense")
 
+#: The primitive without `dense`'s argument checks, for callers that have made them (the Dense
+#: layer checks its input against its weights on every call already).
+dense_unchecked = _dense
+
 
 def _x_rule(g, ans, x, w, b):
     if not any_traced(g, w):

@@ -12,7 +12,7 @@ from fnn import numpy as fnp
 from fnn import random
 from fnn.nn import initializers as init
 from fnn.nn.functional import activations
-from fnn.nn.functional.dense import dense
+from fnn.nn.functional.dense import dense_unchecked
 from fnn.nn.functional.dropout import dropout
 from fnn.nn.functional.embedding import embedding
 from fnn.nn.module import Module, ShapeDtype
@@ -45,10 +45,20 @@ class Dense(Module):
 
     def apply(self, params, state, x, *, key=None, train=False):
         w = params["w"]
-        if x.shape[-1:] != w.shape[:1]:
-            raise self.shape_error(f"input has {x.shape[-1] if x.shape else 0} features but the weight "
-                                   f"expects {w.shape[0]} (input shape {x.shape}, weight shape {w.shape})")
-        return dense(x, w, params.get("b")), state
+        b = params.get("b")
+        x_shape, w_shape = x.shape, w.shape
+        if len(w_shape) != 2 or x_shape[-1:] != w_shape[:1] or (b is not None and b.shape != w_shape[1:]):
+            raise self.shape_error(self._mismatch(x_shape, w_shape, b))
+        return dense_unchecked(x, w, b), state
+
+    @staticmethod
+    def _mismatch(x_shape: tuple, w_shape: tuple, b: Any) -> str:
+        if len(w_shape) != 2:
+            return f"the weight must be 2-D (in, out), got weight shape {w_shape} (input shape {x_shape})"
+        if x_shape[-1:] != w_shape[:1]:
+            return (f"input has {x_shape[-1] if x_shape else 0} features but the weight expects "
+                    f"{w_shape[0]} (input shape {x_shape}, weight shape {w_shape})")
+        return f"bias shape {b.shape} does not match the weight's {w_shape[1]} outputs (weight shape {w_shape})"
 
 
 @attrs.frozen
