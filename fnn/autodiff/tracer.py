@@ -96,19 +96,6 @@ def _spec_of(a: Any, dtype: Any) -> "ArgSpec":
     return spec
 
 
-def _keep_residuals(args: list, drop: tuple) -> list:
-    """`args` (a list this call may change) with the floating-point arrays at the positions in
-    `drop` (arguments no rule of the node reads, which would otherwise hold their memory until
-    the backward pass) replaced by their ArgSpec. Options such as index arrays, axes and shapes
-    are always kept."""
-    for i in drop:
-        a = args[i]
-        dtype = getattr(a, "dtype", None)
-        if dtype is not None and dtype.kind in "fc":
-            args[i] = _spec_of(a, dtype)
-    return args
-
-
 class Box:
     """A value being differentiated: the array (or scalar) inside, its trace id and its node.
 
@@ -240,24 +227,21 @@ class Primitive:
 
     def residual_plan(self, argnums: tuple, nargs: int) -> tuple:
         """(positions of the `nargs` arguments to drop from the tape, keep ans?) for a node whose
-        traced arguments are `argnums`: everything but the union of what their rules read."""
-        key = (argnums, nargs)
-        plan = self._plans.get(key)
-        if plan is None:
-            keep: set | None = set()
-            keep_ans = self.multiple_results
-            for i in argnums:
-                reads = self.reads.get(i, self.reads.get("*", _READS_ALL))
-                for r in reads:
-                    if r == "ans":
-                        keep_ans = True
-                    elif r == "args":
-                        keep = None
-                    elif keep is not None:
-                        keep.add(r)
-            drop = () if keep is None else tuple(i for i in range(nargs) if i not in keep)
-            plan = self._plans[key] = (drop, keep_ans)
-        return plan
+        traced arguments are `argnums`: everything but the union of what their rules read.
+        (`_bind` caches it in `_plans`.)"""
+        keep: set | None = set()
+        keep_ans = self.multiple_results
+        for i in argnums:
+            reads = self.reads.get(i, self.reads.get("*", _READS_ALL))
+            for r in reads:
+                if r == "ans":
+                    keep_ans = True
+                elif r == "args":
+                    keep = None
+                elif keep is not None:
+                    keep.add(r)
+        drop = () if keep is None else tuple(i for i in range(nargs) if i not in keep)
+        return drop, keep_ans
 
     def backward(self, node: Node, g: Any) -> list:
         """Cotangents for each of `node.argnums`, in order."""
@@ -286,33 +270,34 @@ def _bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
     """Apply `prim` to arguments some of which are boxes of trace `top`, and record the node.
 
     This runs once per traced primitive call, so it is kept lean: one pass over the arguments,
-    the residual plan cached per (primitive, traced positions).
+    the residual plan cached per (primitive, traced positions, argument count), the ArgSpecs of
+    dropped arguments shared (see `_spec_of`).
     """
     unboxed = list(args)
     argnums = []
     parents = []
     nested = False  # do boxes of enclosing traces remain once this level's are peeled?
     vjps = prim.vjps
-    for i, a in enumerate(args):
-        if type(a) is not Box:
-            continue
-        if a._trace != top:
-            nested = True
-            continue
-        value = unboxed[i] = a._value
-        if type(value) is Box:
-            nested = True
-        rule = vjps.get(i, _MISSING)
-        if rule is None:
-            continue
-        if rule is _MISSING and prim.argnum_rule is None:
-            raise NoGradientError(
-                f"no gradient rule (VJP) for argument {i} of {prim.name}: a traced value reached "
-                f"it. Register one with fnn.defvjp({prim.name}, ...), or wrap the argument in "
-                "fnn.stop_gradient if no gradient should flow there."
-            )
-        argnums.append(i)
-        parents.append(a._node)
+    i = 0
+    for a in args:
+        if type(a) is Box:
+            if a._trace == top:
+                value = unboxed[i] = a._value
+                if type(value) is Box:
+                    nested = True
+                rule = vjps.get(i, _MISSING)
+                if rule is not None:
+                    if rule is _MISSING and prim.argnum_rule is None:
+                        raise NoGradientError(
+                            f"no gradient rule (VJP) for argument {i} of {prim.name}: a traced value "
+                            f"reached it. Register one with fnn.defvjp({prim.name}, ...), or wrap the "
+                            "argument in fnn.stop_gradient if no gradient should flow there."
+                        )
+                    argnums.append(i)
+                    parents.append(a._node)
+            else:
+                nested = True
+        i += 1
     res = None
     if prim.fwd is not None:
         # Residual primitive: fwd returns (output, residuals). Under enclosing traces, fwd's own
@@ -330,19 +315,29 @@ def _bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
         return ans
     if prim.multiple_results and res is None:
         return box_results(ans, top, Node(prim, unboxed, kwargs, ans, argnums, parents))
-    if not _is_differentiable(ans):
+    dtype = getattr(ans, "dtype", None)
+    if dtype is None:
+        if not isinstance(ans, (float, complex)):
+            return ans  # not differentiable (see _is_differentiable)
+    elif dtype.kind not in "fc":
         return ans
     if prim.reads is None:
         return Box(ans, top, Node(prim, unboxed, kwargs, ans if res is None else res, argnums, parents))
-    key = (tuple(argnums), len(unboxed))
-    plan = prim._plans.get(key) or prim.residual_plan(*key)
-    if plan[0]:
-        _keep_residuals(unboxed, plan[0])
-    if res is not None:
-        ans_kept = res  # the residuals stand in for ans
-    else:
-        ans_kept = ans if plan[1] else None
-    return Box(ans, top, Node(prim, unboxed, kwargs, ans_kept, argnums, parents))
+    key = (*argnums, -i)  # the traced positions, then minus the argument count
+    plan = prim._plans.get(key)
+    if plan is None:
+        plan = prim._plans[key] = prim.residual_plan(tuple(argnums), i)
+    drop, keep_ans = plan
+    # Arguments no rule reads are kept as their ArgSpec only: their memory is not held until the
+    # backward pass. Options such as index arrays, axes and shapes are always kept.
+    for j in drop:
+        a = unboxed[j]
+        dt = getattr(a, "dtype", None)
+        if dt is not None and dt.kind in "fc":
+            unboxed[j] = _SPECS.get((a.shape, dt, type(a))) or _spec_of(a, dt)
+    if res is None:
+        res = ans if keep_ans else None  # else the residuals stand in for ans
+    return Box(ans, top, Node(prim, unboxed, kwargs, res, argnums, parents))
 
 
 # ---------------------------------------------------------------------------------------------

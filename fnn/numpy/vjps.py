@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from fnn.autodiff.backward import Scattered, shape_of, zeros_like_value
-from fnn.autodiff.tracer import any_traced, defvjp, defvjp_argnum, strip
+from fnn.autodiff.tracer import Box, any_traced, defvjp, defvjp_argnum, strip
 from fnn.numpy import contractions as C
 from fnn.numpy import elementwise as E
 from fnn.numpy import indexing as I
@@ -360,7 +360,7 @@ def _dot_b(g, ans, a, b):
 # cost more than a small product itself.
 
 def _matmul_a(g, ans, a, b):
-    if len(shape_of(a)) >= 2 and len(shape_of(b)) >= 2 and not any_traced(g, b):
+    if type(g) is not Box and type(b) is not Box and getattr(b, "ndim", 0) >= 2 and len(shape_of(a)) >= 2:
         return g @ b.swapaxes(-1, -2)
     if len(shape_of(b)) == 1:
         return g * b if len(shape_of(a)) == 1 else S.expand_dims(g, -1) * b
@@ -370,7 +370,7 @@ def _matmul_a(g, ans, a, b):
 
 
 def _matmul_b(g, ans, a, b):
-    if len(shape_of(a)) >= 2 and len(shape_of(b)) >= 2 and not any_traced(g, a):
+    if type(g) is not Box and type(a) is not Box and getattr(a, "ndim", 0) >= 2 and len(shape_of(b)) >= 2:
         return a.swapaxes(-1, -2) @ g
     if len(shape_of(a)) == 1:
         return g * a if len(shape_of(b)) == 1 else S.expand_dims(a, -1) * S.expand_dims(g, -2)
