@@ -131,6 +131,7 @@ def train_classifier(model, loss_fn: Callable, opt, train_set, test_set, *, epoc
     first_epoch = 1
     if resume and last.exists():
         carry, first_epoch = _resume(last, out / "history.json", carry, epochs, history, keep_best)
+        params, state = carry[0], carry[1]  # the trained model, also when no epoch is left to run
         print(f"{name}: resuming after epoch {first_epoch - 1} (from {last})", flush=True)
     for epoch in range(first_epoch, epochs + 1):
         batches = data.batches(fnn.random.fold_in(key, epoch), (x_train, y_train), batch_size, drop_last=True)

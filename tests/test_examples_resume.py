@@ -78,3 +78,11 @@ def test_without_resume_a_run_starts_over(tmp_path):
         _train(tmp_path, stop_at_step=6)
     fresh = _train(tmp_path)  # resume not asked: epoch 1 again, history from scratch
     assert [row["epoch"] for row in fresh["history"].rows] == [1, 2, 3]
+
+
+def test_resuming_a_finished_run_returns_its_model(tmp_path):
+    whole = _train(tmp_path)
+    again = _train(tmp_path, resume=True)  # nothing left to train: the saved model comes back
+    assert _rows_without_time(again["history"]) == _rows_without_time(whole["history"])
+    for a, b in zip(fnn.tree.leaves(again["params"]), fnn.tree.leaves(whole["params"])):
+        np.testing.assert_array_equal(a, b)
