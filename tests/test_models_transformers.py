@@ -387,3 +387,23 @@ def test_summary_and_shape_only_init_match_init():
         text = fnn.summary(model, x)
         assert f"total parameters: {count_params(params):,}" in text
     assert "tied" in fnn.summary(small_gpt(), ids_spec())
+
+
+@pytest.mark.parametrize("make, inputs", [
+    (lambda **kw: small_vit(**kw), lambda: images()),
+    (lambda **kw: small_bert(**kw), lambda: token_batch()[0]),
+    (lambda **kw: models.bert(vocab_size=50, max_len=16, dim=32, depth=0, num_heads=4, **kw),
+     lambda: token_batch()[0]),  # the MLM head alone
+])
+def test_approximate_gelu_switches_only_the_activation(make, inputs):
+    exact, approx = make(), make(approximate_gelu=True)
+    x = inputs()
+    params, state = exact.init(key(), x)
+    assert fnn.tree.structure(approx.init(key(), x)[0]) == fnn.tree.structure(params)
+    if "head" in params:  # torchvision's zero ViT head would hide any difference
+        params["head"]["w"] = np.random.default_rng(1).standard_normal(params["head"]["w"].shape).astype(np.float32)
+    y_exact, _ = exact.apply(params, state, x)
+    y_approx, _ = approx.apply(params, state, x)
+    assert not np.array_equal(y_exact, y_approx)  # the tanh form is in use
+    scale = np.abs(y_exact).max()
+    np.testing.assert_allclose(y_approx, y_exact, atol=5e-3 * scale)  # and nothing else changed

@@ -9,7 +9,8 @@ so its gradient is the sum of both uses and it is counted once. Dropout (`dropou
 the embeddings, on the attention weights (`attention_dropout_rate`, by default the same) and on
 each sublayer's output before its residual; as in HuggingFace, not between the MLP's two layers.
 Initialisation as HuggingFace's: weights and embedding tables N(0, 0.02^2), biases zero,
-LayerNorms one and zero.
+LayerNorms one and zero. `approximate_gelu=True` uses the tanh form of GELU in the MLPs and the
+MLM head, as Google's original BERT code did (HuggingFace's `hidden_act="gelu_new"`).
 
 Inputs: `ids`, `(ids, segment_ids)`, `(ids, segment_ids, attention_mask)` (segment_ids may be
 None) or a dict with keys `input_ids`, `token_type_ids`, `attention_mask`. The attention mask is
@@ -42,7 +43,8 @@ import fnn.numpy as fnp
 from fnn import random
 from fnn.autodiff.tracer import strip
 from fnn.backend import get_array_module
-from fnn.models._transformer import TransformerBlock, check_key, drop, layer_norm_params, summary_rows
+from fnn.models._transformer import (TransformerBlock, check_key, drop, layer_norm_params, mlp_activation,
+                                      summary_rows)
 from fnn.nn import initializers as init
 from fnn.nn.functional.activations import gelu
 from fnn.nn.functional.dense import dense
@@ -100,6 +102,7 @@ class BERT(Module):
     attention_dropout_rate: float | None = attrs.field(default=None, kw_only=True)  # dropout_rate
     eps: float = attrs.field(default=1e-12, kw_only=True)
     init_std: float = attrs.field(default=0.02, kw_only=True)
+    approximate_gelu: bool = attrs.field(default=False, kw_only=True)  # tanh GELU (MLPs and MLM head)
 
     def __attrs_post_init__(self):
         if self.dim % self.num_heads:
@@ -112,7 +115,7 @@ class BERT(Module):
         return TransformerBlock(self.num_heads, mlp_dim=self.mlp_dim, dropout_rate=self.dropout_rate,
                                 attention_dropout_rate=self._attention_rate(), inner_dropout=False,
                                 norm_first=False, eps=self.eps, init_scheme="normal",
-                                init_std=self.init_std)
+                                init_std=self.init_std, activation=mlp_activation(self.approximate_gelu))
 
     def _ids_spec(self, spec: ShapeDtype) -> ShapeDtype:
         if len(spec.shape) != 2 or np.dtype(spec.dtype).kind not in "iu":
@@ -187,7 +190,7 @@ class BERT(Module):
         """The masked-LM head on features h (..., dim): (..., vocab_size) logits, the decoder tied
         to the token embedding table."""
         p = params["mlm"]
-        z = gelu(dense(h, p["dense"]["w"], p["dense"]["b"]))
+        z = gelu(dense(h, p["dense"]["w"], p["dense"]["b"]), approximate="tanh" if self.approximate_gelu else "none")
         z = layer_norm(z, p["norm"]["scale"], p["norm"]["bias"], eps=self.eps)
         table = params["embeddings"]["token"]["table"]
         return dense(z, fnp.transpose(table), p["bias"])
@@ -198,32 +201,44 @@ class BERT(Module):
 
 def bert(vocab_size: int = 30522, max_len: int = 512, dim: int = 768, depth: int = 12,
          num_heads: int = 12, mlp_dim: int = 3072, type_vocab_size: int = 2,
-         dropout_rate: float = 0.1) -> BERT:
-    """BERT with the masked-LM head (HuggingFace's BertForMaskedLM); the defaults are BERT-base."""
+         dropout_rate: float = 0.1, *, approximate_gelu: bool = False) -> BERT:
+    """BERT with the masked-LM head (HuggingFace's BertForMaskedLM); the defaults are BERT-base.
+    `approximate_gelu=True`: the tanh form of GELU (Google's original code, HuggingFace's "gelu_new")."""
     return BERT(vocab_size, max_len=max_len, dim=dim, depth=depth, num_heads=num_heads,
-                mlp_dim=mlp_dim, type_vocab_size=type_vocab_size, dropout_rate=dropout_rate)
+                mlp_dim=mlp_dim, type_vocab_size=type_vocab_size, dropout_rate=dropout_rate,
+                approximate_gelu=approximate_gelu)
 
 
-def bert_base(vocab_size: int = 30522, max_len: int = 512, dropout_rate: float = 0.1) -> BERT:
+def bert_base(vocab_size: int = 30522, max_len: int = 512, dropout_rate: float = 0.1, *,
+              approximate_gelu: bool = False) -> BERT:
     """BERT-base: dim 768, 12 layers, 12 heads, MLP 3072 (109,514,298 parameters at vocab 30522)."""
-    return bert(vocab_size, max_len, 768, 12, 12, 3072, dropout_rate=dropout_rate)
+    return bert(vocab_size, max_len, 768, 12, 12, 3072, dropout_rate=dropout_rate,
+                approximate_gelu=approximate_gelu)
 
 
-def bert_large(vocab_size: int = 30522, max_len: int = 512, dropout_rate: float = 0.1) -> BERT:
+def bert_large(vocab_size: int = 30522, max_len: int = 512, dropout_rate: float = 0.1, *,
+               approximate_gelu: bool = False) -> BERT:
     """BERT-large: dim 1024, 24 layers, 16 heads, MLP 4096."""
-    return bert(vocab_size, max_len, 1024, 24, 16, 4096, dropout_rate=dropout_rate)
+    return bert(vocab_size, max_len, 1024, 24, 16, 4096, dropout_rate=dropout_rate,
+                approximate_gelu=approximate_gelu)
 
 
-def bert_small(vocab_size: int = 30522, max_len: int = 512, dropout_rate: float = 0.1) -> BERT:
+def bert_small(vocab_size: int = 30522, max_len: int = 512, dropout_rate: float = 0.1, *,
+               approximate_gelu: bool = False) -> BERT:
     """BERT-small (Turc et al., 2019): dim 512, 4 layers, 8 heads, MLP 2048."""
-    return bert(vocab_size, max_len, 512, 4, 8, 2048, dropout_rate=dropout_rate)
+    return bert(vocab_size, max_len, 512, 4, 8, 2048, dropout_rate=dropout_rate,
+                approximate_gelu=approximate_gelu)
 
 
-def bert_mini(vocab_size: int = 30522, max_len: int = 512, dropout_rate: float = 0.1) -> BERT:
+def bert_mini(vocab_size: int = 30522, max_len: int = 512, dropout_rate: float = 0.1, *,
+              approximate_gelu: bool = False) -> BERT:
     """BERT-mini (Turc et al., 2019): dim 256, 4 layers, 4 heads, MLP 1024."""
-    return bert(vocab_size, max_len, 256, 4, 4, 1024, dropout_rate=dropout_rate)
+    return bert(vocab_size, max_len, 256, 4, 4, 1024, dropout_rate=dropout_rate,
+                approximate_gelu=approximate_gelu)
 
 
-def bert_tiny(vocab_size: int = 30522, max_len: int = 512, dropout_rate: float = 0.1) -> BERT:
+def bert_tiny(vocab_size: int = 30522, max_len: int = 512, dropout_rate: float = 0.1, *,
+              approximate_gelu: bool = False) -> BERT:
     """BERT-tiny (Turc et al., 2019): dim 128, 2 layers, 2 heads, MLP 512."""
-    return bert(vocab_size, max_len, 128, 2, 2, 512, dropout_rate=dropout_rate)
+    return bert(vocab_size, max_len, 128, 2, 2, 512, dropout_rate=dropout_rate,
+                approximate_gelu=approximate_gelu)

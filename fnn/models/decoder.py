@@ -32,19 +32,15 @@ import fnn.numpy as fnp
 from fnn import random
 from fnn.autodiff.tracer import strip
 from fnn.backend import get_array_module, to_numpy
-from fnn.models._transformer import TransformerBlock, check_key, drop, layer_norm_params, summary_rows
+from fnn.models._transformer import (TransformerBlock, check_key, drop, layer_norm_params, mlp_activation,
+                                      summary_rows)
 from fnn.nn import initializers as init
-from fnn.nn.functional import activations as A
 from fnn.nn.functional.dense import dense
 from fnn.nn.functional.embedding import embedding
 from fnn.nn.functional.normalization import layer_norm
 from fnn.nn.module import Module, ShapeDtype
 
 __all__ = ["CausalTransformer", "causal_transformer", "gpt", "gpt2_small", "generate"]
-
-
-def _gelu_tanh(x):
-    return A.gelu(x, approximate="tanh")
 
 
 @attrs.frozen
@@ -75,7 +71,7 @@ class CausalTransformer(Module):
         return TransformerBlock(self.num_heads, mlp_dim=self.mlp_dim or 4 * self.dim,
                                 dropout_rate=self.dropout_rate, attention_dropout_rate=self.dropout_rate,
                                 inner_dropout=False, norm_first=True, causal=True, eps=self.eps,
-                                activation=_gelu_tanh if self.approximate_gelu else None,
+                                activation=mlp_activation(self.approximate_gelu),
                                 init_scheme="normal", init_std=self.init_std,
                                 proj_std=self.init_std / math.sqrt(2 * self.depth))
 
