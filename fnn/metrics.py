@@ -15,6 +15,9 @@ Conventions follow scikit-learn (and PyTorch's torchmetrics where they agree):
   `0..num_classes-1`; F1 is `2 tp / (2 tp + fp + fn)` and a 0/0 takes the value `zero_division`.
 - `pr_curve` / `average_precision`: scikit-learn's `precision_recall_curve` and
   `average_precision_score` (AP = sum_n (R_n - R_{n-1}) P_n, no interpolation).
+- `roc_curve` / `roc_auc`: scikit-learn's `roc_curve` (with every threshold kept) and
+  `roc_auc_score` (the trapezoidal area, equal to the probability that a random positive scores
+  above a random negative, ties counting one half).
 - The top-k error is `1 - top_k_accuracy(scores, labels, k)`.
 """
 
@@ -37,6 +40,8 @@ __all__ = [
     "average_precision",
     "pr_curves",
     "mean_average_precision",
+    "roc_curve",
+    "roc_auc",
 ]
 
 
@@ -309,3 +314,38 @@ def mean_average_precision(scores: Any, labels: Any) -> float:
         if bool(xp.any(positive)):
             aps.append(average_precision(scores[:, c], positive))
     return float(np.mean(aps)) if aps else math.nan
+
+
+# --------------------------------------------------------------------------------------------
+# ROC curves
+
+
+def roc_curve(scores: Any, labels_binary: Any):
+    """(false positive rate, true positive rate, thresholds) of one binary problem, as
+    scikit-learn's `roc_curve(..., drop_intermediate=False)`.
+
+    `thresholds` are the distinct scores in decreasing order, preceded by +inf; entry i gives the
+    rates of predicting positive when `score >= thresholds[i]`, so the curve runs from (0, 0) to
+    (1, 1). Both kinds of label must be present (a rate over no example is undefined).
+    """
+    xp, (scores, labels_binary) = _arrays(scores, labels_binary)
+    positive = _binary(xp, scores, labels_binary, "roc_curve")
+    n_pos = int(xp.sum(positive))
+    n_neg = int(positive.size) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        raise ValueError(f"roc_curve: needs positive and negative examples, got {n_pos} positive and "
+                         f"{n_neg} negative")
+    tps, fps, thresholds = _curve_counts(xp, scores.astype(np.float64), positive)
+    zero = xp.zeros(1, np.float64)
+    fpr = xp.concatenate([zero, fps / float(n_neg)])
+    tpr = xp.concatenate([zero, tps / float(n_pos)])
+    return fpr, tpr, xp.concatenate([xp.full(1, np.inf), thresholds])
+
+
+def roc_auc(scores: Any, labels_binary: Any) -> float:
+    """The area under the ROC curve (scikit-learn's `roc_auc_score` for one binary problem): the
+    probability that a random positive example scores higher than a random negative one, ties
+    counting one half. Raises ValueError unless both kinds of label are present."""
+    fpr, tpr, _ = roc_curve(scores, labels_binary)
+    xp = get_array_module(fpr)
+    return float(xp.sum(xp.diff(fpr) * (tpr[1:] + tpr[:-1])) / 2.0)

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 import fnn
-from fnn import data, losses, models, nn, optim
+from fnn import data, losses, metrics, models, nn, optim
 from fnn_examples import common
 
 NAME = "image_retrieval"
@@ -61,7 +61,7 @@ def embed(model: nn.Sequential, params, state, x, batch_size: int = 1000) -> np.
 
 
 # --------------------------------------------------------------------------------------------
-# Distances, neighbours, precision@k, AUROC
+# Distances, neighbours, precision@k
 
 
 def pairwise_distances(a: np.ndarray, b: np.ndarray, metric: str) -> np.ndarray:
@@ -110,23 +110,6 @@ def precision_at_k(neighbour_labels: np.ndarray, query_labels: np.ndarray, k: in
     neighbour_labels = np.asarray(neighbour_labels)
     k = neighbour_labels.shape[1] if k is None else k
     return float(np.mean(neighbour_labels[:, :k] == np.asarray(query_labels)[:, None]))
-
-
-def auroc(scores, positive) -> float:
-    """Area under the ROC curve of `scores` for telling `positive` (bool) examples from the rest:
-    the probability that a random positive scores higher than a random negative, ties counting
-    one half (the Mann-Whitney U statistic over n_pos * n_neg). NaN without both kinds."""
-    scores = np.asarray(scores, dtype=np.float64).ravel()
-    positive = np.asarray(positive, dtype=bool).ravel()
-    n_pos = int(positive.sum())
-    n_neg = len(positive) - n_pos
-    if n_pos == 0 or n_neg == 0:
-        return float("nan")
-    _, inverse, counts = np.unique(scores, return_inverse=True, return_counts=True)
-    upper = np.cumsum(counts)                      # 1-based rank of each distinct value's last copy
-    average_rank = upper - (counts - 1) / 2.0
-    rank_sum = average_rank[inverse][positive].sum()
-    return float((rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
 
 
 # --------------------------------------------------------------------------------------------
@@ -292,7 +275,7 @@ def main(argv=None) -> dict:
         neighbours[m], nearest[m] = idx, dist[:, 0]
         summary[f"precision_at_{args.k}_{m}"] = precision_at_k(y_db[idx[known_test]], y_test[known_test])
         if held is not None:
-            summary[f"auroc_{m}"] = auroc(dist[:, 0], ~known_test)
+            summary[f"auroc_{m}"] = metrics.roc_auc(dist[:, 0], ~known_test)
         print(f"{m}: precision@{args.k} {summary[f'precision_at_{args.k}_{m}']:.4f}"
               + (f", unknown-class AUROC {summary[f'auroc_{m}']:.4f}" if held is not None else "")
               + f" ({seconds:.1f} s)", flush=True)

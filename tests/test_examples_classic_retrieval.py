@@ -5,8 +5,6 @@ import json
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 pytest.importorskip("matplotlib")
 
@@ -176,48 +174,6 @@ def test_precision_at_k_by_hand():
     labels = np.array([1, 3, 9])
     assert precision_at_k(neighbours, labels) == pytest.approx((3 / 5 + 1 + 0) / 3)
     assert precision_at_k(neighbours, labels, k=2) == pytest.approx((1 + 1 + 0) / 3)
-
-
-def test_auroc_by_hand_and_against_pair_counting():
-    from fnn_examples.image_retrieval import auroc
-
-    assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)  # sklearn's doc example
-    assert auroc([1, 2, 3], [0, 1, 1]) == 1.0 and auroc([1, 2, 3], [1, 0, 0]) == 0.0
-    assert auroc([5, 5, 5, 5], [0, 1, 0, 1]) == 0.5
-    assert np.isnan(auroc([1, 2], [1, 1]))
-
-
-def _auroc_pairs(scores, positive):
-    pos, neg = scores[positive], scores[~positive]
-    return float(np.mean((pos[:, None] > neg[None, :]) + 0.5 * (pos[:, None] == neg[None, :])))
-
-
-_SCORES = st.lists(st.tuples(st.integers(-4, 4), st.booleans()), min_size=2, max_size=40).filter(
-    lambda rows: 0 < sum(p for _, p in rows) < len(rows))
-
-
-@settings(max_examples=60, deadline=None)
-@given(_SCORES)
-def test_auroc_laws(rows):
-    from fnn_examples.image_retrieval import auroc
-
-    scores = np.array([s for s, _ in rows], float) / 2  # small integers: many ties
-    positive = np.array([p for _, p in rows])
-    a = auroc(scores, positive)
-    assert a == pytest.approx(_auroc_pairs(scores, positive))
-    assert auroc(-scores, positive) == pytest.approx(1 - a)      # reversed scores
-    assert auroc(scores, ~positive) == pytest.approx(1 - a)      # swapped classes
-    assert auroc(3 * scores + 1, positive) == pytest.approx(a)   # monotone transform
-
-
-def test_auroc_agrees_with_sklearn():
-    metrics = pytest.importorskip("sklearn.metrics")
-    from fnn_examples.image_retrieval import auroc
-
-    rng = np.random.default_rng(2)
-    scores = np.round(rng.normal(size=300), 1)
-    positive = rng.random(300) < 0.3
-    assert auroc(scores, positive) == pytest.approx(metrics.roc_auc_score(positive, scores))
 
 
 def test_penultimate_layer_of_a_sequential():

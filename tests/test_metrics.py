@@ -258,3 +258,56 @@ def test_cupy():
     np.testing.assert_allclose(cp.asnumpy(pc), pn)
     np.testing.assert_allclose(cp.asnumpy(tc), tn)
     assert metrics.mean_average_precision(s, y) == pytest.approx(metrics.mean_average_precision(SCORES, LABELS))
+
+
+def test_roc_curve_hand():
+    assert metrics.roc_auc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.75)  # sklearn's doc example
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.6])
+    y = np.array([1, 0, 1, 0, 1])
+    fpr, tpr, t = metrics.roc_curve(scores, y)
+    np.testing.assert_allclose(t, [np.inf, 0.9, 0.8, 0.7, 0.6])
+    np.testing.assert_allclose(fpr, [0, 0, 0.5, 0.5, 1])
+    np.testing.assert_allclose(tpr, [0, 1 / 3, 1 / 3, 2 / 3, 1])
+    # pairs (pos, neg): 0.9 beats both; 0.7 beats 0.6, loses to 0.8; 0.6 loses to 0.8, ties 0.6
+    assert metrics.roc_auc(scores, y) == pytest.approx((2 + 1 + 0.5) / 6)
+
+
+def test_roc_needs_both_kinds_of_label():
+    with pytest.raises(ValueError, match="positive and negative"):
+        metrics.roc_auc(np.array([0.1, 0.2]), np.array([1, 1]))
+    with pytest.raises(ValueError, match="0/1 or booleans"):
+        metrics.roc_curve(np.array([0.1, 0.2]), np.array([2, 0]))
+
+
+@given(st.lists(st.tuples(st.integers(0, 6), st.booleans()), min_size=2, max_size=40))
+def test_roc_auc_is_the_pairwise_win_rate(pairs):
+    # scores from a few values, so ties are common; AUC = P(pos > neg) + P(pos == neg) / 2
+    scores = np.array([s for s, _ in pairs], dtype=np.float64) / 6
+    y = np.array([b for _, b in pairs])
+    pos, neg = scores[y], scores[~y]
+    if not len(pos) or not len(neg):
+        with pytest.raises(ValueError):
+            metrics.roc_auc(scores, y)
+        return
+    wins = (pos[:, None] > neg[None, :]).mean() + 0.5 * (pos[:, None] == neg[None, :]).mean()
+    auc = metrics.roc_auc(scores, y)
+    assert auc == pytest.approx(wins, abs=1e-12)
+    assert metrics.roc_auc(-scores, y) == pytest.approx(1 - auc)         # reversed scores
+    assert metrics.roc_auc(scores, ~y) == pytest.approx(1 - auc)         # swapped classes
+    assert metrics.roc_auc(3 * scores + 1, y) == pytest.approx(auc)      # monotone transform
+    fpr, tpr, _ = metrics.roc_curve(scores, y)
+    assert fpr[0] == tpr[0] == 0 and fpr[-1] == tpr[-1] == 1
+    assert np.all(np.diff(fpr) >= 0) and np.all(np.diff(tpr) >= 0)
+
+
+def test_roc_matches_scikit_learn():
+    sk = pytest.importorskip("sklearn.metrics")
+    rng = np.random.default_rng(0)
+    y = rng.random(200) < 0.3
+    scores = np.round(rng.standard_normal(200) + y, 1)  # rounded: ties
+    fpr, tpr, t = metrics.roc_curve(scores, y)
+    fpr_sk, tpr_sk, t_sk = sk.roc_curve(y, scores, drop_intermediate=False)
+    np.testing.assert_allclose(fpr, fpr_sk)
+    np.testing.assert_allclose(tpr, tpr_sk)
+    np.testing.assert_allclose(t, t_sk)
+    assert metrics.roc_auc(scores, y) == pytest.approx(sk.roc_auc_score(y, scores))
