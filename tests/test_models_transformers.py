@@ -9,6 +9,7 @@ compute, in evaluation mode).
 
 from __future__ import annotations
 
+import attrs
 import numpy as np
 import pytest
 
@@ -280,6 +281,44 @@ def test_generate():
     np.testing.assert_array_equal(greedy, top1)
     logits, _ = model.apply(params, state, prompt[None])
     assert greedy[3] == np.argmax(logits[0, -1])
+
+
+@pytest.mark.parametrize("pieces", [(10,), (4, 1, 1, 4), (1,) * 10])
+def test_decode_in_pieces_gives_the_logits_of_apply(pieces):
+    model = small_gpt()
+    ids, _ = token_batch()
+    params, state = model.init(key(), ids)
+    params = fnn.tree.map(lambda a: a.astype(np.float64), params)  # float64: compare tightly
+    whole, _ = model.apply(params, state, ids)
+    cache, parts, start = None, [], 0
+    for n in pieces:
+        logits, cache = model.decode(params, ids[:, start:start + n], cache)
+        parts.append(logits)
+        start += n
+    assert cache["length"] == 10 and cache["layer_0"]["k"].shape == (3, 4, 10, 8)
+    np.testing.assert_allclose(np.concatenate(parts, axis=1), whole, rtol=1e-10, atol=1e-12)
+
+
+def test_decode_refuses_positions_beyond_max_len_and_non_causal_blocks():
+    model = small_gpt()
+    ids = np.zeros((1, 12), np.int64)
+    params, _ = model.init(key(), ids)
+    _, cache = model.decode(params, ids)
+    with pytest.raises(ValueError, match="exceed max_len 16"):
+        model.decode(params, ids[:, :5], cache)
+    block = model.block()
+    with pytest.raises(ValueError, match="causal"):
+        attrs.evolve(block, causal=False).decode(params["blocks"]["layer_0"], np.zeros((1, 2, 32)))
+
+
+@pytest.mark.parametrize("temperature, top_k", [(0.0, None), (1.0, 5)])
+def test_generate_with_a_cache_samples_what_full_passes_sample(temperature, top_k):
+    model = small_gpt(approximate_gelu=True)
+    prompt = np.array([[1, 2, 3], [7, 8, 9]])
+    params, state = model.init(key(), prompt)
+    params = fnn.tree.map(lambda a: a.astype(np.float64), params)
+    args = (model, params, state, prompt, 20, key(3), temperature, top_k)  # 23 > max_len 16
+    np.testing.assert_array_equal(models.generate(*args), models.generate(*args, use_cache=False))
 
 
 # --- against PyTorch (optional) ------------------------------------------------------------------

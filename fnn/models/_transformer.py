@@ -25,7 +25,7 @@ from fnn.autodiff.tracer import strip
 from fnn.backend import get_array_module
 from fnn.nn import initializers as init
 from fnn.nn.functional import activations as A
-from fnn.nn.functional.attention import causal_mask, multi_head_attention
+from fnn.nn.functional.attention import cached_self_attention, causal_mask, multi_head_attention
 from fnn.nn.functional.dense import dense
 from fnn.nn.functional.dropout import dropout
 from fnn.nn.functional.normalization import layer_norm
@@ -149,16 +149,39 @@ class TransformerBlock(Module):
                 z = drop(z, rate, key, 2, train)
             return drop(dense(z, p2["w"], p2["b"]), rate, key, 3, train)
 
+        return self._sublayers(params, h, attention, mlp), state
+
+    def _sublayers(self, params, h, attention, mlp):
+        """The residual layout around the two sublayers: pre-norm (x + f(norm(x))) or post-norm
+        (norm(x + f(x)))."""
         def norm(z, p):
             return layer_norm(z, p["scale"], p["bias"], eps=self.eps)
 
         if self.norm_first:
             h = h + attention(norm(h, params["norm1"]))
-            h = h + mlp(norm(h, params["norm2"]))
-        else:
-            h = norm(h + attention(h), params["norm1"])
-            h = norm(h + mlp(h), params["norm2"])
-        return h, state
+            return h + mlp(norm(h, params["norm2"]))
+        h = norm(h + attention(h), params["norm1"])
+        return norm(h + mlp(h), params["norm2"])
+
+    def decode(self, params, h, cache=None):
+        """Evaluation-mode output for positions h (N, n, d) that follow the positions whose keys
+        and values are in `cache` (None: none), and the cache extended by these: a causal block
+        fed token by token computes each position's keys and values once. See
+        `fnn.nn.functional.cached_self_attention`."""
+        if not self.causal:
+            raise ValueError("TransformerBlock.decode: only a causal block decodes incrementally")
+        act = self.activation or A.gelu
+        new_cache = {}
+
+        def attention(z):
+            y, new_cache["kv"] = cached_self_attention(z, params["attention"], self.num_heads, cache)
+            return y
+
+        def mlp(z):
+            p1, p2 = params["linear1"], params["linear2"]
+            return dense(act(dense(z, p1["w"], p1["b"])), p2["w"], p2["b"])
+
+        return self._sublayers(params, h, attention, mlp), new_cache["kv"]
 
 
 def summary_rows(path: str, groups: list) -> list:

@@ -16,6 +16,9 @@ output (not between the MLP's layers, as GPT-2). The MLP's GELU is exact unless
 `gpt2_small()` (vocab 50257, 1024 positions, dim 768, 12 layers) has GPT-2's 124,439,808
 parameters: 50257*768 + 1024*768 + 12 * 7,087,872 + 2*768.
 
+`decode(params, ids, cache)` evaluates new positions after cached ones (a key/value cache per
+block), so `generate` computes each position once.
+
 Position i's logits depend on ids[:, :i+1] only: the logits at i predict ids[:, i+1], so a training
 loss is `softmax_cross_entropy(logits[:, :-1], ids[:, 1:])`.
 """
@@ -127,21 +130,53 @@ class CausalTransformer(Module):
                                key=None if key is None else random.fold_in(key, i), train=train)
         return layer_norm(h, params["norm"]["scale"], params["norm"]["bias"], eps=self.eps)
 
-    def apply(self, params, state, x, *, key=None, train=False):
-        h = self.features(params, x, key=key, train=train)
+    def _logits(self, params, h):
         if self.tie_embeddings:
             w = fnp.transpose(params["token_embedding"]["table"])
         else:
             w = params["lm_head"]["w"]
-        return dense(h, w), state
+        return dense(h, w)
+
+    def apply(self, params, state, x, *, key=None, train=False):
+        return self._logits(params, self.features(params, x, key=key, train=train)), state
+
+    def decode(self, params, ids, cache=None):
+        """Incremental decoding (evaluation mode): logits (N, n, vocab) of the new tokens `ids`
+        (N, n) that follow the positions in `cache` (None at the start), and the cache extended
+        by them (per block the keys and values of every position so far, and the length).
+
+        Feeding a sequence in pieces gives the logits `apply` gives for the whole (to rounding);
+        each step of `generate` then costs one position's work instead of a full forward pass.
+        Positions are limited to `max_len`."""
+        ids = strip(ids)
+        if len(ids.shape) != 2 or ids.dtype.kind not in "iu":
+            raise self.shape_error(f"decode expects integer token ids of shape (N, n), got shape "
+                                   f"{tuple(ids.shape)} and dtype {ids.dtype}")
+        start = 0 if cache is None else cache["length"]
+        n = ids.shape[1]
+        if start + n > self.max_len:
+            raise self.shape_error(f"decode: {start} cached and {n} new positions exceed max_len "
+                                   f"{self.max_len}")
+        tok = params["token_embedding"]["table"]
+        xp = get_array_module(tok)
+        h = embedding(ids, tok) + embedding(xp.arange(start, start + n), params["position_embedding"]["table"])
+        block = self.block()
+        new_cache = {"length": start + n}
+        for i in range(self.depth):
+            name = f"layer_{i}"
+            h, new_cache[name] = block.decode(params["blocks"][name], h,
+                                              None if cache is None else cache[name])
+        h = layer_norm(h, params["norm"]["scale"], params["norm"]["bias"], eps=self.eps)
+        return self._logits(params, h), new_cache
 
 
 def causal_transformer(vocab_size: int, max_len: int = 256, dim: int = 256, depth: int = 4,
                        num_heads: int = 4, mlp_dim: int | None = None, dropout_rate: float = 0.1,
-                       tie_embeddings: bool = True) -> CausalTransformer:
+                       tie_embeddings: bool = True, *, approximate_gelu: bool = False) -> CausalTransformer:
     """A GPT-style causal Transformer language model (see the module doc); mlp_dim defaults to 4*dim."""
     return CausalTransformer(vocab_size, max_len=max_len, dim=dim, depth=depth, num_heads=num_heads,
-                             mlp_dim=mlp_dim, dropout_rate=dropout_rate, tie_embeddings=tie_embeddings)
+                             mlp_dim=mlp_dim, dropout_rate=dropout_rate, tie_embeddings=tie_embeddings,
+                             approximate_gelu=approximate_gelu)
 
 
 gpt = causal_transformer
@@ -154,14 +189,16 @@ def gpt2_small(vocab_size: int = 50257, max_len: int = 1024, dropout_rate: float
 
 
 def generate(model: CausalTransformer, params: dict, state: dict, prompt_ids: Any, steps: int, key: Any,
-             temperature: float = 1.0, top_k: int | None = None) -> Any:
+             temperature: float = 1.0, top_k: int | None = None, use_cache: bool = True) -> Any:
     """Sample `steps` tokens after `prompt_ids` ((L,) or (N, L) ints); returns the prompt and the
     new tokens, (L + steps,) or (N, L + steps), in the prompt's array module.
 
-    Each step runs the model on the last `model.max_len` tokens (no key/value cache: each step
-    costs a full forward pass) in evaluation mode, divides the last position's logits by
+    Each step takes the model's logits at the last position in evaluation mode, divides them by
     `temperature` (0 means greedy), keeps the `top_k` largest (ties with the k-th kept too) and
     samples by the Gumbel-max trick with `fold_in(key, step)`: the same key gives the same text.
+    With `use_cache` the logits come from `model.decode` with a key/value cache (the prompt once,
+    then one position per step) while the text fits in `model.max_len` positions; beyond that,
+    and with `use_cache=False`, each step runs the model on the last `max_len` tokens.
     """
     if steps < 0:
         raise ValueError(f"generate: steps must be >= 0, got {steps}")
@@ -176,9 +213,14 @@ def generate(model: CausalTransformer, params: dict, state: dict, prompt_ids: An
     if ids.ndim != 2 or ids.dtype.kind not in "iu" or ids.shape[1] == 0:
         raise ValueError(f"generate: prompt_ids must be a non-empty (L,) or (N, L) integer array, "
                          f"got shape {ids.shape} and dtype {ids.dtype}")
+    cache = None
     for step in range(steps):
-        context = ids[:, -model.max_len:]
-        logits, _ = model.apply(params, state, context, train=False)
+        if use_cache and ids.shape[1] <= model.max_len:
+            new = ids if cache is None else ids[:, cache["length"]:]
+            logits, cache = model.decode(params, new, cache)
+        else:
+            cache = None
+            logits, _ = model.apply(params, state, ids[:, -model.max_len:], train=False)
         last = np.asarray(to_numpy(strip(logits)[:, -1, :]), dtype=np.float64)
         if temperature == 0:
             nxt = np.argmax(last, axis=-1)

@@ -4,7 +4,7 @@ attention, ...) and activations. One file per family; each layer in fnn.nn is bu
 from fnn.nn.functional.activations import (elu, erf, gelu, hard_sigmoid, hard_swish, hard_tanh,
                                            leaky_relu, log_softmax, mish, relu, relu6, selu,
                                            sigmoid, silu, softmax, softplus, softsign, swish, tanh)
-from fnn.nn.functional.attention import (causal_mask, multi_head_attention,
+from fnn.nn.functional.attention import (cached_self_attention, causal_mask, multi_head_attention,
                                          scaled_dot_product_attention)
 from fnn.nn.functional.conv import conv1d, conv2d, conv_transpose2d
 from fnn.nn.functional.dense import dense

@@ -17,7 +17,7 @@ from fnn.nn.functional.activations import softmax
 from fnn.nn.functional.dense import dense
 from fnn.nn.functional.dropout import dropout
 
-__all__ = ["scaled_dot_product_attention", "causal_mask", "multi_head_attention"]
+__all__ = ["scaled_dot_product_attention", "causal_mask", "multi_head_attention", "cached_self_attention"]
 
 
 def _shape(a):
@@ -137,3 +137,36 @@ def multi_head_attention(x_q, x_kv, params, num_heads, mask=None, *, dropout_rat
             mask = mask[..., None, :, :]
     out = scaled_dot_product_attention(q, k, v, mask, dropout_rate=dropout_rate, key=key)
     return dense(_merge_heads(out), params["wo"], params.get("bo"))
+
+
+def cached_self_attention(x, params, num_heads, cache=None):
+    """Causal multi-head self-attention of new positions over earlier ones, for decoding token by
+    token: x (..., n, d_model) are the positions that follow those in `cache` (a dict with the
+    earlier keys and values, "k" and "v" of shape (..., num_heads, L, d_model // num_heads), or
+    None when there are none). Each new position attends to every cached one and to the new ones
+    up to itself. Returns (output (..., n, d_model), the cache extended by the new positions).
+
+    With the whole sequence at once and no cache this equals `multi_head_attention(x, x, params,
+    num_heads, causal_mask(n))`; fed in pieces, each piece's keys and values are computed once.
+    """
+    name = "cached_self_attention"
+    xs = _shape(x)
+    d_model = _shape(params["wq"])[-1]
+    if len(xs) < 2 or xs[-1] != _shape(params["wq"])[0]:
+        raise ValueError(f"{name}: x must be (..., n, d_model) matching wq {_shape(params['wq'])}, "
+                         f"got x shape {xs}")
+    if not isinstance(num_heads, (int, np.integer)) or num_heads < 1 or d_model % num_heads:
+        raise ValueError(f"{name}: num_heads={num_heads!r} must be a positive divisor of d_model={d_model}")
+    q = _split_heads(dense(x, params["wq"], params.get("bq")), num_heads)
+    k = _split_heads(dense(x, params["wk"], params.get("bk")), num_heads)
+    v = _split_heads(dense(x, params["wv"], params.get("bv")), num_heads)
+    if cache is not None:
+        want = _shape(q)[:-2]
+        if _shape(cache["k"])[:-2] != want or _shape(cache["k"])[-1] != _shape(q)[-1]:
+            raise ValueError(f"{name}: the cache's keys have shape {_shape(cache['k'])}, which does not "
+                             f"fit the new positions' {_shape(k)}")
+        k = fnp.concatenate([cache["k"], k], axis=-2)
+        v = fnp.concatenate([cache["v"], v], axis=-2)
+    mask = causal_mask(xs[-2], _shape(k)[-2])
+    out = scaled_dot_product_attention(q, k, v, mask)
+    return dense(_merge_heads(out), params["wo"], params.get("bo")), {"k": k, "v": v}
