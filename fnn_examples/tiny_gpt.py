@@ -103,19 +103,6 @@ def unigram_baselines(vocab: tc.Vocabulary, rows) -> dict:
             "unigram_top5_accuracy": float(np.mean(np.isin(targets, top)))}
 
 
-class NoSpecials:
-    """The model, with the special tokens' logits pushed to -inf: what `generate` samples from."""
-
-    def __init__(self, model):
-        self.model, self.max_len = model, model.max_len
-
-    def apply(self, params, state, x, **kwargs):
-        logits, state = self.model.apply(params, state, x, **kwargs)
-        logits = np.array(logits)
-        logits[..., :len(tc.SPECIALS)] = -np.inf
-        return logits, state
-
-
 def samples(model, params, vocab, key) -> list[dict]:
     out = []
     for i, prompt in enumerate(PROMPTS):
@@ -123,8 +110,8 @@ def samples(model, params, vocab, key) -> list[dict]:
         if not prompt.endswith("\n"):
             tokens = tokens[:-1]  # no line end after the prompt's last line
         ids = vocab.encode(tokens).astype(np.int64)
-        new = models.generate(NoSpecials(model), params, {}, ids, SAMPLE_STEPS, fnn.random.fold_in(key, i),
-                              temperature=TEMPERATURE, top_k=TOP_K)
+        new = models.generate(model, params, {}, ids, SAMPLE_STEPS, fnn.random.fold_in(key, i),
+                              temperature=TEMPERATURE, top_k=TOP_K, suppress_ids=range(len(tc.SPECIALS)))
         out.append({"prompt": prompt, "prompt_as_tokens": tc.detokenize(vocab.decode(ids)),
                     "text": tc.detokenize(vocab.decode(new))})
     return out

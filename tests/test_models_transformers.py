@@ -446,3 +446,19 @@ def test_approximate_gelu_switches_only_the_activation(make, inputs):
     assert not np.array_equal(y_exact, y_approx)  # the tanh form is in use
     scale = np.abs(y_exact).max()
     np.testing.assert_allclose(y_approx, y_exact, atol=5e-3 * scale)  # and nothing else changed
+
+
+def test_generate_never_produces_suppressed_ids():
+    model = small_gpt()
+    prompt = np.array([1, 2, 3])
+    params, state = model.init(key(), prompt[None])
+    greedy = models.generate(model, params, state, prompt, 12, key(0), temperature=0)
+    banned = sorted(set(greedy[3:].tolist()))  # what greedy decoding picked
+    again = models.generate(model, params, state, prompt, 12, key(0), temperature=0, suppress_ids=banned)
+    assert not set(again[3:].tolist()) & set(banned)
+    sampled = models.generate(model, params, state, prompt, 30, key(1), suppress_ids=range(25))
+    assert sampled[3:].min() >= 25
+    with pytest.raises(ValueError, match="suppress_ids"):
+        models.generate(model, params, state, prompt, 2, key(0), suppress_ids=[50])
+    with pytest.raises(ValueError, match="no token"):
+        models.generate(model, params, state, prompt, 2, key(0), suppress_ids=range(50))

@@ -189,7 +189,8 @@ def gpt2_small(vocab_size: int = 50257, max_len: int = 1024, dropout_rate: float
 
 
 def generate(model: CausalTransformer, params: dict, state: dict, prompt_ids: Any, steps: int, key: Any,
-             temperature: float = 1.0, top_k: int | None = None, use_cache: bool = True) -> Any:
+             temperature: float = 1.0, top_k: int | None = None, use_cache: bool = True,
+             suppress_ids: Any = None) -> Any:
     """Sample `steps` tokens after `prompt_ids` ((L,) or (N, L) ints); returns the prompt and the
     new tokens, (L + steps,) or (N, L + steps), in the prompt's array module.
 
@@ -199,6 +200,8 @@ def generate(model: CausalTransformer, params: dict, state: dict, prompt_ids: An
     With `use_cache` the logits come from `model.decode` with a key/value cache (the prompt once,
     then one position per step) while the text fits in `model.max_len` positions; beyond that,
     and with `use_cache=False`, each step runs the model on the last `max_len` tokens.
+    `suppress_ids` (token ids, e.g. padding and other special tokens) are never produced: their
+    logits are set to -inf before anything else (HuggingFace's `suppress_tokens`).
     """
     if steps < 0:
         raise ValueError(f"generate: steps must be >= 0, got {steps}")
@@ -213,6 +216,14 @@ def generate(model: CausalTransformer, params: dict, state: dict, prompt_ids: An
     if ids.ndim != 2 or ids.dtype.kind not in "iu" or ids.shape[1] == 0:
         raise ValueError(f"generate: prompt_ids must be a non-empty (L,) or (N, L) integer array, "
                          f"got shape {ids.shape} and dtype {ids.dtype}")
+    suppress = None
+    if suppress_ids is not None:
+        suppress = np.unique(np.asarray(suppress_ids, dtype=np.int64).ravel())
+        if suppress.size and (suppress[0] < 0 or suppress[-1] >= model.vocab_size):
+            raise ValueError(f"generate: suppress_ids must lie in [0, {model.vocab_size}), got "
+                             f"{suppress.tolist()}")
+        if suppress.size >= model.vocab_size:
+            raise ValueError("generate: suppress_ids leaves no token to sample")
     cache = None
     for step in range(steps):
         if use_cache and ids.shape[1] <= model.max_len:
@@ -221,7 +232,9 @@ def generate(model: CausalTransformer, params: dict, state: dict, prompt_ids: An
         else:
             cache = None
             logits, _ = model.apply(params, state, ids[:, -model.max_len:], train=False)
-        last = np.asarray(to_numpy(strip(logits)[:, -1, :]), dtype=np.float64)
+        last = np.array(to_numpy(strip(logits)[:, -1, :]), dtype=np.float64)
+        if suppress is not None:
+            last[:, suppress] = -np.inf
         if temperature == 0:
             nxt = np.argmax(last, axis=-1)
         else:
