@@ -209,36 +209,23 @@ def bert(vocab_size: int = 30522, max_len: int = 512, dim: int = 768, depth: int
                 approximate_gelu=approximate_gelu)
 
 
-def bert_base(vocab_size: int = 30522, max_len: int = 512, dropout_rate: float = 0.1, *,
-              approximate_gelu: bool = False) -> BERT:
-    """BERT-base: dim 768, 12 layers, 12 heads, MLP 3072 (109,514,298 parameters at vocab 30522)."""
-    return bert(vocab_size, max_len, 768, 12, 12, 3072, dropout_rate=dropout_rate,
-                approximate_gelu=approximate_gelu)
+def _config(name: str, dim: int, depth: int, heads: int, mlp: int, doc: str):
+    """A named BERT size: `name(vocab_size=30522, max_len=512, dropout_rate=0.1, *, approximate_gelu=False)`."""
+    def make(vocab_size: int = 30522, max_len: int = 512, dropout_rate: float = 0.1, *,
+             approximate_gelu: bool = False) -> BERT:
+        return bert(vocab_size, max_len, dim, depth, heads, mlp, dropout_rate=dropout_rate,
+                    approximate_gelu=approximate_gelu)
+    make.__name__ = make.__qualname__ = name
+    make.__doc__ = doc
+    return make
 
 
-def bert_large(vocab_size: int = 30522, max_len: int = 512, dropout_rate: float = 0.1, *,
-               approximate_gelu: bool = False) -> BERT:
-    """BERT-large: dim 1024, 24 layers, 16 heads, MLP 4096."""
-    return bert(vocab_size, max_len, 1024, 24, 16, 4096, dropout_rate=dropout_rate,
-                approximate_gelu=approximate_gelu)
-
-
-def bert_small(vocab_size: int = 30522, max_len: int = 512, dropout_rate: float = 0.1, *,
-               approximate_gelu: bool = False) -> BERT:
-    """BERT-small (Turc et al., 2019): dim 512, 4 layers, 8 heads, MLP 2048."""
-    return bert(vocab_size, max_len, 512, 4, 8, 2048, dropout_rate=dropout_rate,
-                approximate_gelu=approximate_gelu)
-
-
-def bert_mini(vocab_size: int = 30522, max_len: int = 512, dropout_rate: float = 0.1, *,
-              approximate_gelu: bool = False) -> BERT:
-    """BERT-mini (Turc et al., 2019): dim 256, 4 layers, 4 heads, MLP 1024."""
-    return bert(vocab_size, max_len, 256, 4, 4, 1024, dropout_rate=dropout_rate,
-                approximate_gelu=approximate_gelu)
-
-
-def bert_tiny(vocab_size: int = 30522, max_len: int = 512, dropout_rate: float = 0.1, *,
-              approximate_gelu: bool = False) -> BERT:
-    """BERT-tiny (Turc et al., 2019): dim 128, 2 layers, 2 heads, MLP 512."""
-    return bert(vocab_size, max_len, 128, 2, 2, 512, dropout_rate=dropout_rate,
-                approximate_gelu=approximate_gelu)
+bert_base = _config("bert_base", 768, 12, 12, 3072,
+                    "BERT-base: dim 768, 12 layers, 12 heads, MLP 3072 (109,514,298 parameters at vocab 30522).")
+bert_large = _config("bert_large", 1024, 24, 16, 4096, "BERT-large: dim 1024, 24 layers, 16 heads, MLP 4096.")
+bert_small = _config("bert_small", 512, 4, 8, 2048,
+                     "BERT-small (Turc et al., 2019): dim 512, 4 layers, 8 heads, MLP 2048.")
+bert_mini = _config("bert_mini", 256, 4, 4, 1024,
+                    "BERT-mini (Turc et al., 2019): dim 256, 4 layers, 4 heads, MLP 1024.")
+bert_tiny = _config("bert_tiny", 128, 2, 2, 512,
+                    "BERT-tiny (Turc et al., 2019): dim 128, 2 layers, 2 heads, MLP 512.")
