@@ -13,7 +13,8 @@ import math
 import numpy as np
 
 import fnn.numpy as fnp
-from fnn.autodiff.tracer import defvjp, primitive, strip
+from fnn.autodiff.tracer import any_traced, defvjp, primitive, strip
+from fnn.backend import get_array_module
 from fnn.nn.functional._erf import erf, erf_array
 
 __all__ = [
@@ -231,12 +232,52 @@ def _gelu_exact_rule(g, ans, x):
 defvjp(_gelu_exact, _gelu_exact_rule, reads=[(0,)])
 
 
+def _tanh_of_gelu_argument(x, xp):
+    """tanh(sqrt(2/pi) (x + 0.044715 x^3)) in one fresh array, built in place (a transformer's
+    MLP activations are large: each temporary costs an allocation and a pass)."""
+    t = xp.multiply(x, x, out=xp.empty_like(x))  # out=: an array even for 0-d x
+    t *= _GELU_C
+    t += 1.0
+    t *= x
+    t *= _SQRT_2_OVER_PI
+    return xp.tanh(t, out=t)
+
+
 @primitive(name="fnn.nn.functional.gelu(approximate='tanh')")
 def _gelu_tanh(x):
-    return 0.5 * x * (1 + np.tanh(_SQRT_2_OVER_PI * (x + _GELU_C * (x * x * x))))
+    """0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3)))."""
+    if not hasattr(x, "dtype"):
+        x = np.asarray(x, dtype=float)
+    xp = get_array_module(x)
+    if x.dtype.kind not in "fc":
+        x = x.astype(xp.float64)
+    y = _tanh_of_gelu_argument(x, xp)
+    y += 1.0
+    y *= x
+    y *= 0.5
+    return y
 
 
 def _gelu_tanh_rule(g, ans, x):
+    """g * (0.5 (1 + t) + 0.5 x (1 - t^2) u'), t = tanh(u), u' = sqrt(2/pi) (1 + 3 0.044715 x^2);
+    in place on plain arrays, composed with fnn.numpy when differentiated again."""
+    if not any_traced(g, x) and getattr(x, "dtype", np.dtype(int)).kind in "fc":
+        xp = get_array_module(x)
+        t = _tanh_of_gelu_argument(x, xp)
+        half_x_du = xp.multiply(x, x, out=xp.empty_like(x))
+        half_x_du *= 3.0 * _GELU_C
+        half_x_du += 1.0
+        half_x_du *= 0.5 * _SQRT_2_OVER_PI
+        half_x_du *= x
+        slope = xp.multiply(t, t, out=xp.empty_like(t))
+        xp.subtract(1.0, slope, out=slope)
+        slope *= half_x_du
+        del half_x_du
+        t += 1.0
+        t *= 0.5
+        t += slope
+        t *= g
+        return t
     x2 = x * x
     t = tanh(_SQRT_2_OVER_PI * (x + _GELU_C * (x2 * x)))
     du = _SQRT_2_OVER_PI * (1.0 + 3.0 * _GELU_C * x2)
@@ -270,8 +311,8 @@ def _check_axis(name, x, axis):
 
 
 def _softmax_fun(x, axis=-1):
-    z = x - np.max(x, axis=axis, keepdims=True)
-    e = np.exp(z)
+    e = x - np.max(x, axis=axis, keepdims=True)  # x has an axis (softmax checks): e is an array
+    np.exp(e, out=e)  # one fresh array for the whole computation (attention weights are large)
     e /= np.sum(e, axis=axis, keepdims=True)
     return e
 
@@ -284,9 +325,18 @@ def _log_softmax_fun(x, axis=-1):
 _softmax = primitive(_softmax_fun, name="fnn.nn.functional.softmax")
 _log_softmax = primitive(_log_softmax_fun, name="fnn.nn.functional.log_softmax")
 
-defvjp(_softmax,
-       lambda g, ans, x, axis=-1: ans * (g - fnp.sum(g * ans, axis=axis, keepdims=True)),
-       reads=[("ans",)])
+def _softmax_rule(g, ans, x, axis=-1):
+    """ans * (g - sum(g * ans)): one fresh array on plain arrays, fnn.numpy when traced."""
+    if not any_traced(g, ans) and getattr(ans, "ndim", 0) and getattr(g, "shape", None) == ans.shape:
+        t = g * ans
+        s = t.sum(axis=axis, keepdims=True)
+        get_array_module(t).subtract(g, s, out=t)
+        t *= ans
+        return t
+    return ans * (g - fnp.sum(g * ans, axis=axis, keepdims=True))
+
+
+defvjp(_softmax, _softmax_rule, reads=[("ans",)])
 defvjp(_log_softmax,
        lambda g, ans, x, axis=-1: g - fnp.exp(ans) * fnp.sum(g, axis=axis, keepdims=True),
        reads=[("ans",)])

@@ -220,7 +220,26 @@ def batch_norm_inference(x, scale, bias, mean, var, *, eps=1e-5):
 
 # --- layer norm -------------------------------------------------------------------------------
 
+def _ln_forward_plain(x, scale, bias, eps):
+    """_ln_forward on plain arrays: x-hat built in one fresh array, the output in another."""
+    xp = get_array_module(x)
+    xhat = x - x.mean(axis=-1, keepdims=True)
+    var = xp.einsum("...i,...i->...", xhat, xhat)[..., None]
+    var *= 1.0 / x.shape[-1]
+    var += eps
+    inv_std = xp.sqrt(var, out=var)
+    xp.divide(1.0, inv_std, out=inv_std)
+    xhat *= inv_std
+    y = xhat * scale if scale is not None else xhat.copy()
+    if bias is not None:
+        y += bias
+    return y, (xhat, inv_std)
+
+
 def _ln_forward(x, scale, bias, eps=1e-5):
+    if not (is_traced(x) or is_traced(scale) or is_traced(bias)) and getattr(x, "ndim", 0) \
+            and x.dtype.kind == "f" and x.dtype.itemsize >= 4:
+        return _ln_forward_plain(x, scale, bias, eps)
     mean = fnp.mean(x, axis=-1, keepdims=True)
     xc = x - mean
     var = fnp.mean(xc * xc, axis=-1, keepdims=True)
@@ -244,6 +263,17 @@ _layer_norm = primitive(_ln_fun, name="fnn.nn.functional.layer_norm", fwd=_ln_fo
 def _ln_x_rule(g, res, x, scale, bias, eps=1e-5):
     xhat, inv_std = res
     d = _shape(g)[-1]
+    if not (is_traced(g) or is_traced(xhat) or is_traced(scale)):
+        # (inv_std / d) * (d gs - sum(gs) - xhat * sum(gs * xhat)), in one fresh array
+        xp = get_array_module(g)
+        out = g * scale if scale is not None else g.copy()
+        sum_gs = out.sum(axis=-1, keepdims=True)
+        sum_gsx = xp.einsum("...i,...i->...", out, xhat)[..., None]
+        out *= float(d)
+        out -= sum_gs
+        out -= xhat * sum_gsx
+        out *= inv_std * (1.0 / d)
+        return out
     gs = g if scale is None else g * scale
     sum_gs = fnp.sum(gs, axis=-1, keepdims=True)
     sum_gsx = fnp.sum(gs * xhat, axis=-1, keepdims=True)
