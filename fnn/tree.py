@@ -812,7 +812,8 @@ def _map_walk(f: Callable[..., Any], x: Any) -> Any:
 
 def _map_walk2(f: Callable[..., Any], x: Any, y: Any) -> Any:
     if type(x) is dict:
-        if type(y) is not dict or x.keys() != y.keys():
+        # Same length and every key of x found in y (a KeyError otherwise) means the same keys.
+        if type(y) is not dict or len(x) != len(y):
             raise _NoFastPath
         try:
             keys = sorted(x)
@@ -820,9 +821,14 @@ def _map_walk2(f: Callable[..., Any], x: Any, y: Any) -> Any:
             keys = _sorted_keys(x)
         out = {}
         registry = _registry
-        for k in keys:
-            v = x[k]
-            out[k] = f(v, y[k]) if registry[type(v)] is None else _map_walk2(f, v, y[k])
+        try:
+            for k in keys:
+                v = x[k]
+                out[k] = f(v, y[k]) if registry[type(v)] is None else _map_walk2(f, v, y[k])
+        except KeyError:
+            if k in y:  # the KeyError came from f: not a structure mismatch
+                raise
+            raise _NoFastPath from None
         return out
     node = _registry[type(x)]
     if node is None:

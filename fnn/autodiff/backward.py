@@ -16,6 +16,7 @@ of a sequence costs one (N, T, ...) buffer in the backward pass instead of T of 
 
 from __future__ import annotations
 
+from heapq import heappop, heappush
 from typing import Any, Iterable
 
 import numpy as np
@@ -154,31 +155,26 @@ def _accumulate(old: Any, new: Any) -> Any:
 def backward_pass(roots: Iterable[tuple[Node, Any]], retain: bool = False) -> dict[Node, Any]:
     """Propagate cotangents from `(node, cotangent)` roots; return the cotangents of start nodes.
 
-    Nodes are processed in reverse topological order (a node once all its consumers are done).
+    Nodes are processed newest first: a heap on `Node.order` holds the nodes that have received
+    a cotangent. Every consumer of a node is newer than the node, so when a node is popped all
+    its cotangents have arrived, and no pass over the graph has to count consumers beforehand.
     Unless `retain`, each node drops its residuals right after use, so memory is released as the
     pass goes; a pass that may be run again (a `vjp` function) keeps them.
     """
     cotangents: dict[Node, Any] = {}
+    heap: list = []
     for node, g in roots:
-        cotangents[node] = _accumulate(cotangents.get(node), g)
-
-    pending: dict[Node, int] = {}  # node -> number of consumers not yet processed
-    stack = list(cotangents)
-    for node in stack:
-        pending[node] = 0
-    while stack:
-        for parent in stack.pop().parents:
-            count = pending.get(parent)
-            if count is None:
-                pending[parent] = 1
-                stack.append(parent)
-            else:
-                pending[parent] = count + 1
+        old = cotangents.get(node)
+        if old is None:
+            heappush(heap, (node.order, node))
+            cotangents[node] = g
+        else:
+            cotangents[node] = _accumulate(old, g)
+    del roots
 
     starts: dict[Node, Any] = {}
-    ready = [n for n in cotangents if not pending[n]]
-    while ready:
-        node = ready.pop()
+    while heap:
+        node = heappop(heap)[1]
         g = cotangents.pop(node)
         if type(g) is Scattered:
             g = g.dense()
@@ -212,11 +208,11 @@ def backward_pass(roots: Iterable[tuple[Node, Any]], retain: bool = False) -> di
                     pg = fit_to(pg, arg)
                 del arg  # the argument may be a large activation: hold it no longer than this
             old = cotangents.get(parent)
-            cotangents[parent] = pg if old is None else _accumulate(old, pg)
-            left = pending[parent] - 1
-            pending[parent] = left
-            if not left:
-                ready.append(parent)
+            if old is None:
+                heappush(heap, (parent.order, parent))
+                cotangents[parent] = pg
+            else:
+                cotangents[parent] = _accumulate(old, pg)
         if not retain:
             node.args = node.kwargs = node.ans = None
     return starts

@@ -44,14 +44,20 @@ def new_trace() -> int:
     return next(_trace_ids)
 
 
+_node_count = itertools.count()
+
+
 class Node:
     """One recorded primitive application: what the backward pass needs to reach its inputs.
 
     `args`, `kwargs` and `ans` are the residuals handed to the VJP rules; the backward pass drops
-    them as soon as the node has been processed (unless the caller will run it again).
+    them as soon as the node has been processed (unless the caller will run it again). `order`
+    counts nodes as they are made, and is negative: a node's parents exist before it, so they
+    have larger `order`, and processing nodes by increasing `order` (newest first) is a
+    topological order for the backward pass.
     """
 
-    __slots__ = ("prim", "args", "kwargs", "ans", "argnums", "parents")
+    __slots__ = ("prim", "args", "kwargs", "ans", "argnums", "parents", "order")
 
     def __init__(self, prim, args, kwargs, ans, argnums, parents):
         self.prim = prim
@@ -60,6 +66,7 @@ class Node:
         self.ans = ans
         self.argnums = argnums
         self.parents = parents
+        self.order = -next(_node_count)
 
 
 class ArgSpec:

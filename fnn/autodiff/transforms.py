@@ -13,8 +13,8 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from fnn import tree
-from fnn.autodiff.backward import backward_pass, box_input, fit_to, zeros_like_value
-from fnn.autodiff.tracer import Box, new_trace, strip
+from fnn.autodiff.backward import backward_pass, fit_to, zeros_like_value
+from fnn.autodiff.tracer import Box, Node, new_trace, strip
 
 __all__ = ["vjp", "grad", "value_and_grad", "jvp", "jacobian", "hessian"]
 
@@ -53,6 +53,9 @@ def _unbox_level(x: Any, trace: int) -> Any:
     return tree.map(unbox, x)
 
 
+_ONE_LEAF = tree.structure(0.0)  # the structure of a single-leaf output
+
+
 def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str,
          float_argnums: Sequence[int] | None = None):
     """Run `f(*primals)` under a new trace; return (out, vjp_fn, aux).
@@ -72,13 +75,13 @@ def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str,
         in_leaves.append(leaf)
         dtype = getattr(leaf, "dtype", None) if type(leaf) is not Box else None
         if (dtype.kind in "fc") if dtype is not None else _is_float_leaf(leaf):
-            boxed_leaf = box_input(leaf, trace)
-            starts.append(boxed_leaf._node)
-            return boxed_leaf
+            node = Node(None, None, None, None, (), ())  # a start node (as box_input makes)
+            starts.append(node)
+            return Box(leaf, trace, node)
         starts.append(None)
         return leaf
 
-    boxed = tree.map(box_leaf, primals)
+    boxed = tuple([tree.map(box_leaf, p) for p in primals])  # primals: a tuple, walked here
     if float_argnums is not None and None in starts:
         _check_differentiable_inputs(primals, who, float_argnums, in_leaves)
     result = f(*boxed)
@@ -88,22 +91,31 @@ def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str,
             raise TypeError(f"{who} with has_aux=True: the function must return a pair (output, aux), "
                             f"got {type(result).__name__}")
         result, aux = result
-        aux = _unbox_level(aux, trace)
-    out_leaves, out_def = tree.flatten(result)
-    out_nodes = []
-    out_values = []
-    for leaf in out_leaves:
-        if type(leaf) is Box and leaf._trace == trace:
-            out_nodes.append(leaf._node)
-            out_values.append(leaf._value)
-        else:
-            out_nodes.append(None)
-            out_values.append(leaf)
-    out = tree.unflatten(out_def, out_values)
-    del boxed, result, out_leaves
+        if aux is not None and not (type(aux) is dict and not aux):  # nothing to unbox in {}
+            aux = _unbox_level(aux, trace)
+    if type(result) is Box and result._trace == trace:  # one traced output (a loss): no walk
+        out_def, out_nodes, out_values = _ONE_LEAF, [result._node], [result._value]
+        out = result._value
+    else:
+        out_leaves, out_def = tree.flatten(result)
+        out_nodes = []
+        out_values = []
+        for leaf in out_leaves:
+            if type(leaf) is Box and leaf._trace == trace:
+                out_nodes.append(leaf._node)
+                out_values.append(leaf._value)
+            else:
+                out_nodes.append(None)
+                out_values.append(leaf)
+        out = tree.unflatten(out_def, out_values)
+        del out_leaves
+    del boxed, result
 
     def vjp_fn(cotangent: Any, checked: bool = False) -> tuple:
-        cot_leaves, cot_def = tree.flatten(cotangent)
+        if checked and out_def is _ONE_LEAF:
+            cot_leaves = [cotangent]
+        else:
+            cot_leaves, cot_def = tree.flatten(cotangent)
         if not checked:
             if cot_def != out_def:
                 raise ValueError(f"{who}: the cotangent's structure {cot_def} does not match the "
@@ -122,12 +134,17 @@ def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str,
             g = found.get(node) if node is not None else None
             if g is None:
                 return zeros_like_value(leaf)
-            g = fit_to(g, leaf)
+            try:
+                fitted = g.shape == leaf.shape and g.dtype == leaf.dtype
+            except AttributeError:  # a Python scalar on either side
+                fitted = False
+            if not fitted:
+                g = fit_to(g, leaf)
             if isinstance(leaf, float) and getattr(g, "shape", None) == () and type(g) is not Box:
                 g = g[()] if hasattr(g, "__getitem__") else g
             return g
 
-        return tree.map(grad_leaf, primals)  # the inputs' structure, leaves in the same order
+        return tuple([tree.map(grad_leaf, p) for p in primals])  # the inputs' structure and order
 
     return out, vjp_fn, aux
 
@@ -164,6 +181,9 @@ def _fix_args(f: Callable, args: tuple, kwargs: dict, nums: tuple[int, ...]) -> 
 
 
 def _ones_like_scalar(out: Any, who: str) -> Any:
+    kind = type(out)
+    if kind is np.float32 or kind is np.float64:  # a NumPy reduction's result: the common case
+        return np.ones((), kind)
     value = strip(out)
     shape = getattr(value, "shape", None)
     dtype = getattr(value, "dtype", None)
@@ -193,9 +213,13 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
     """
     who = f"fnn.value_and_grad({getattr(f, '__name__', 'f')})"
 
+    nums_by_count: dict[int, tuple] = {}  # argnums checked once per argument count
+
     @functools.wraps(f)
     def value_and_grad_f(*args, **kwargs):
-        nums = _normalize_argnums(argnums, len(args), who)
+        nums = nums_by_count.get(len(args))
+        if nums is None:
+            nums = nums_by_count[len(args)] = _normalize_argnums(argnums, len(args), who)
         primals = tuple(args[i] for i in nums)
         out, vjp_fn, aux = _vjp(_fix_args(f, args, kwargs, nums), primals, has_aux,
                                 retain=False, who=who, float_argnums=nums)
