@@ -81,6 +81,9 @@ def main(argv=None) -> None:
     p.add_argument("--results", default="RESULTS.md")
     p.add_argument("--table-only", action="store_true",
                    help="rebuild the table from the result.json files of an earlier run")
+    p.add_argument("--note", default="",
+                   help="a paragraph under the table's header: how the runs were made (e.g. "
+                        "models trained separately, two runs sharing the machine)")
     args = p.parse_args(argv)
     rows = []
     for name, what, key, reference, target in EXPERIMENTS:
@@ -118,7 +121,8 @@ def main(argv=None) -> None:
     text = "\n".join([
         "# Results", "",
         "Every experiment at full size, run by `python -m fnn_examples.reproduce` (outputs under `runs/`).",
-        f"Machine: {common.machine()}.", "", results_table(rows), "",
+        f"Machine: {common.machine()}.", *([args.note] if args.note else []), "",
+        results_table(rows), "",
     ])
     training.write_text_atomic(args.results, text)
     print("\n" + text)
