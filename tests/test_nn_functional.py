@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 
 import fnn
 import fnn.numpy as fnp
-from fnn.nn.functional.attention import causal_mask, multi_head_attention, scaled_dot_product_attention
+from fnn.nn.functional.attention import (cached_self_attention, causal_mask, multi_head_attention,
+                                         scaled_dot_product_attention)
 from fnn.nn.functional.dense import _dense, dense
 from fnn.nn.functional.dropout import dropout
 from fnn.nn.functional.embedding import embedding
@@ -438,6 +439,25 @@ def test_multi_head_attention():
     with pytest.raises(ValueError, match=r"multi_head_attention: num_heads=4 must be a positive divisor "
                                          r"of d_model=6"):
         multi_head_attention(xq, xkv, p, 4)
+
+
+@pytest.mark.parametrize("pieces", [(5,), (2, 3), (1, 1, 1, 1, 1)])
+def test_cached_self_attention_equals_causal_attention_in_any_pieces(pieces):
+    r = _rng(15)
+    d, h = 6, 3
+    p = {n: r.standard_normal((d, d)) * 0.5 for n in ("wq", "wk", "wv", "wo")}
+    p.update({n: r.standard_normal(d) * 0.1 for n in ("bq", "bk", "bv", "bo")})
+    x = r.standard_normal((2, 5, d))
+    whole = multi_head_attention(x, x, p, h, causal_mask(5))
+    cache, outs, start = None, [], 0
+    for n in pieces:
+        out, cache = cached_self_attention(x[:, start:start + n], p, h, cache)
+        outs.append(out)
+        start += n
+    np.testing.assert_allclose(np.concatenate(outs, axis=1), whole, rtol=1e-10, atol=1e-12)
+    assert cache["k"].shape == cache["v"].shape == (2, h, 5, d // h)
+    with pytest.raises(ValueError, match="does not fit"):
+        cached_self_attention(x[:1, :1], p, h, cache)  # a batch of 1 against a cache of 2
 
 
 # --------------------------------------------------------------------------------------------
