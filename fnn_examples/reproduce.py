@@ -50,6 +50,9 @@ EXPERIMENTS = [
 ]
 ZOO = ("lenet", "vgg", "resnet18", "vit")
 
+# Experiments whose per-model table (configurations, parameter counts) RESULTS.md also shows.
+DETAILS = {"mnist_zoo": "zoo.md", "fashion_zoo": "zoo.md", "classic_cnns": "classic_cnns.md"}
+
 
 def _per_model(result: dict, models: tuple) -> str:
     return " / ".join(_format(result.get(f"{m}_test_accuracy", "—")) for m in models)
@@ -61,6 +64,10 @@ def _format(value) -> str:
     if isinstance(value, (list, tuple)):
         return " / ".join(_format(v) for v in value)
     return str(value)
+
+
+def _format_seconds(value) -> str:
+    return f"{value:.1f}" if isinstance(value, (int, float)) else "—"
 
 
 def results_table(rows: list[dict]) -> str:
@@ -114,15 +121,25 @@ def main(argv=None) -> None:
             result = {**json.loads(result_file.read_text()), **result}
         spe = result.get("seconds_per_epoch")
         ours = key(result) if callable(key) else _format(result.get(key, "—"))
+        epochs = result.get("epochs", "—")
+        spe_text = f"{spe:.1f}" if isinstance(spe, float) else (f"({seconds:.0f} s in all)" if seconds else "—")
+        models = result.get("models")
+        if "epochs" not in result and models:  # a zoo: one figure per model, in the table's order
+            epochs = " / ".join(str(result.get(f"{m}_epochs", "—")) for m in models)
+            spe_text = " / ".join(_format_seconds(result.get(f"{m}_seconds_per_epoch")) for m in models)
         rows.append({"name": name, "what": what, "ours": ours,
-                     "reference": reference, "target": target, "epochs": result.get("epochs", "—"),
-                     "seconds_per_epoch": f"{spe:.1f}" if isinstance(spe, float)
-                     else (f"({seconds:.0f} s in all)" if seconds else "—")})
+                     "reference": reference, "target": target, "epochs": epochs,
+                     "seconds_per_epoch": spe_text})
+    details = []
+    for row in rows:
+        table_file = Path(args.out) / row["name"] / DETAILS.get(row["name"], "-")
+        if table_file.is_file():  # its heading one level down, under this file's
+            details += ["", "#" + table_file.read_text(encoding="utf-8").strip()]
     text = "\n".join([
         "# Results", "",
         "Every experiment at full size, run by `python -m fnn_examples.reproduce` (outputs under `runs/`).",
         f"Machine: {common.machine()}.", *([args.note] if args.note else []), "",
-        results_table(rows), "",
+        results_table(rows), *details, "",
     ])
     training.write_text_atomic(args.results, text)
     print("\n" + text)

@@ -10,16 +10,21 @@ from fnn_examples import reproduce
 def test_table_only_reads_the_result_files(tmp_path):
     runs = tmp_path / "runs"
     (runs / "mnist_zoo").mkdir(parents=True)
-    result = {"lenet_test_accuracy": 0.9927, "vgg_test_accuracy": 0.9959, "resnet18_test_accuracy": 0.995,
-              "vit_test_accuracy": 0.98, "epochs": 10, "seconds_per_epoch": 12.5}
+    result = {"models": ["lenet", "vgg", "resnet18", "vit"], "lenet_test_accuracy": 0.9927,
+              "vgg_test_accuracy": 0.9959, "resnet18_test_accuracy": 0.995, "vit_test_accuracy": 0.98}
+    for m, epochs, seconds in (("lenet", 10, 9.4), ("vgg", 10, 97.7), ("resnet18", 10, 425.7), ("vit", 20, 262.6)):
+        result.update({f"{m}_epochs": epochs, f"{m}_seconds_per_epoch": seconds})
     (runs / "mnist_zoo" / "result.json").write_text(json.dumps(result))
+    (runs / "mnist_zoo" / "zoo.md").write_text("# MNIST: the model zoo\n\n| model | parameters |\n| lenet | 61,706 |\n")
     out = tmp_path / "RESULTS.md"
     reproduce.main(["--table-only", "--out", str(runs), "--results", str(out),
                     "--only", "mnist_zoo", "fashion_zoo", "--note", "Models trained one at a time."])
     text = out.read_text()
     assert "Models trained one at a time." in text
     zoo = next(line for line in text.splitlines() if line.startswith("| `mnist_zoo`"))
-    assert "99.27% / 99.59% / 99.50% / 98.00%" in zoo and "| 10 | 12.5 |" in zoo
+    assert "99.27% / 99.59% / 99.50% / 98.00%" in zoo
+    assert "| 10 / 10 / 10 / 20 | 9.4 / 97.7 / 425.7 / 262.6 |" in zoo  # per model, in order
     fashion = next(line for line in text.splitlines() if line.startswith("| `fashion_zoo`"))
     assert "— / — / — / —" in fashion  # not run: no figures invented
     assert "linear_regression" not in text  # --only
+    assert "\n## MNIST: the model zoo\n" in text and "| lenet | 61,706 |" in text  # the per-model table
