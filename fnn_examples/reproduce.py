@@ -120,6 +120,8 @@ def main(argv=None) -> None:
         if result_file.exists():
             result = {**json.loads(result_file.read_text()), **result}
         spe = result.get("seconds_per_epoch")
+        if spe is None and isinstance(result.get("seconds"), float) and isinstance(result.get("epochs"), int):
+            spe = result["seconds"] / max(result["epochs"], 1)  # experiments that record total time
         ours = key(result) if callable(key) else _format(result.get(key, "—"))
         epochs = result.get("epochs", "—")
         spe_text = f"{spe:.1f}" if isinstance(spe, float) else (f"({seconds:.0f} s in all)" if seconds else "—")
