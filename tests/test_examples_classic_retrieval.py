@@ -1,25 +1,14 @@
 """The classic-CNN comparison and the image-retrieval experiments run in --quick mode and write what
-they claim; the retrieval helpers (distances, neighbours, precision@k, AUROC) agree with brute force."""
+they claim; the retrieval helpers (distances, neighbours, precision@k) agree with brute force."""
 
 import json
 
 import numpy as np
 import pytest
 
+from example_helpers import is_png, needs
+
 pytest.importorskip("matplotlib")
-
-
-def _needs(loader_name):
-    from fnn import data
-
-    try:
-        getattr(data, loader_name)("test", download=False)
-    except (FileNotFoundError, OSError):
-        pytest.skip(f"{loader_name} files not found (set FNN_DATA_DIR to the folder holding them)")
-
-
-def _is_png(path):
-    return path.read_bytes()[:4] == b"\x89PNG"
 
 
 # --------------------------------------------------------------------------------------------
@@ -27,7 +16,7 @@ def _is_png(path):
 
 
 def test_classic_cnns_quick(tmp_path):
-    _needs("fashion_mnist")
+    needs("fashion_mnist")
     from fnn_examples import classic_cnns
 
     result = classic_cnns.main(["--quick", "--no-progress", "--out", str(tmp_path)])
@@ -35,7 +24,7 @@ def test_classic_cnns_quick(tmp_path):
     assert stored["experiment"] == "classic_cnns" and stored["table"] == result["table"]
     table = (tmp_path / "classic_cnns.md").read_text()
     assert result["table"] in table
-    assert _is_png(tmp_path / "classic_cnns.png")
+    assert is_png(tmp_path / "classic_cnns.png")
     for name in classic_cnns.MODELS:
         assert f"| {name} |" in table
         assert 0.0 <= result[f"{name}_test_accuracy"] <= 1.0
@@ -44,7 +33,7 @@ def test_classic_cnns_quick(tmp_path):
         assert result[f"{name}_seconds_per_step"] > 0 and result[f"{name}_seconds_per_epoch"] > 0
         assert result[f"{name}_estimated_minutes_per_epoch"] == pytest.approx(
             result[f"{name}_seconds_per_step"] * (60000 // 128) / 60)
-        assert _is_png(tmp_path / f"{name}_kernels.png")
+        assert is_png(tmp_path / f"{name}_kernels.png")
         for file in ("best.npz", "history.json", "history.csv", "history.png"):
             assert (tmp_path / name / file).exists()
         history = json.loads((tmp_path / name / "history.json").read_text())
@@ -54,7 +43,7 @@ def test_classic_cnns_quick(tmp_path):
 
 
 def test_classic_cnns_estimate_only_subset(tmp_path):
-    _needs("fashion_mnist")
+    needs("fashion_mnist")
     from fnn_examples import classic_cnns
 
     result = classic_cnns.main(["--quick", "--no-progress", "--estimate-only", "--models", "nin",
@@ -62,7 +51,7 @@ def test_classic_cnns_estimate_only_subset(tmp_path):
     assert result["estimate_only"] and "nin_test_accuracy" not in result
     assert "alexnet_parameters" not in result and result["nin_estimated_minutes_per_epoch"] > 0
     assert "| nin |" in (tmp_path / "classic_cnns.md").read_text()
-    assert _is_png(tmp_path / "nin_kernels.png") and not (tmp_path / "nin").exists()
+    assert is_png(tmp_path / "nin_kernels.png") and not (tmp_path / "nin").exists()
 
 
 def test_first_conv_kernels_of_every_model():
@@ -199,7 +188,7 @@ def test_penultimate_layer_of_a_sequential():
 
 
 def test_image_retrieval_quick_and_from_checkpoint(tmp_path):
-    _needs("fashion_mnist")
+    needs("fashion_mnist")
     from fnn_examples import image_retrieval
 
     result = image_retrieval.main(["--quick", "--no-progress", "--out", str(tmp_path), "--held-out-class", "1"])
@@ -212,7 +201,7 @@ def test_image_retrieval_quick_and_from_checkpoint(tmp_path):
     assert result["unknown_queries"] > 0 and result["database_size"] < 1000
     assert result["map_method"] in ("t-SNE", "PCA") and result["embedding_dim"] == 42
     for picture in ("neighbours.png", "embedding_map.png", "history.png"):
-        assert _is_png(tmp_path / picture)
+        assert is_png(tmp_path / picture)
     assert (tmp_path / "best.npz").exists()
 
     # the same model again, from the checkpoint: no training, the same embeddings and scores

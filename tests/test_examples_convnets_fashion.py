@@ -2,30 +2,17 @@
 
 import json
 
-import pytest
-
-
-def _needs(loader_name):
-    from fnn import data
-
-    try:
-        getattr(data, loader_name)("test", download=False)
-    except (FileNotFoundError, OSError):
-        pytest.skip(f"{loader_name} files not found (set FNN_DATA_DIR to the folder holding them)")
-
-
-def _is_png(path):
-    return path.read_bytes()[:4] == b"\x89PNG"
+from example_helpers import is_png, needs
 
 
 def test_mnist_convnets_quick(tmp_path):
-    _needs("mnist")
+    needs("mnist")
     from fnn_examples import mnist_convnets
 
     result = mnist_convnets.main(["--quick", "--no-progress", "--out", str(tmp_path)])
     assert json.loads((tmp_path / "result.json").read_text())["experiment"] == "mnist_convnets"
     table = (tmp_path / "convnets.md").read_text()
-    assert _is_png(tmp_path / "convnets.png")
+    assert is_png(tmp_path / "convnets.png")
     for variant in mnist_convnets.VARIANTS:
         assert f"| {variant} |" in table
         assert 0.0 <= result[f"{variant}_test_accuracy"] <= 1.0
@@ -57,7 +44,7 @@ def test_mnist_convnets_variants_use_train_switch():
 
 
 def test_fashion_mnist_quick(tmp_path):
-    _needs("fashion_mnist")
+    needs("fashion_mnist")
     from fnn_examples import fashion_mnist
 
     result = fashion_mnist.main(["--quick", "--no-progress", "--augment", "--out", str(tmp_path)])
@@ -69,6 +56,6 @@ def test_fashion_mnist_quick(tmp_path):
     for name in fashion_mnist.CLASSES:
         assert f"| {name} |" in table
     assert "macro average" in table
-    assert _is_png(tmp_path / "confusion_matrix.png") and _is_png(tmp_path / "pr_curves.png")
+    assert is_png(tmp_path / "confusion_matrix.png") and is_png(tmp_path / "pr_curves.png")
     rows = (tmp_path / "confusion_matrix.csv").read_text().split()
     assert len(rows) == 10 and sum(int(v) for row in rows for v in row.split(",")) == 300

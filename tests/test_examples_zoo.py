@@ -5,22 +5,11 @@ import json
 import numpy as np
 import pytest
 
+from example_helpers import is_png, needs
+
 pytest.importorskip("matplotlib")
 
 MODELS = ("lenet", "vgg", "resnet18", "vit")
-
-
-def _needs(loader_name):
-    from fnn import data
-
-    try:
-        getattr(data, loader_name)("test", download=False)
-    except (FileNotFoundError, OSError):
-        pytest.skip(f"{loader_name} files not found (set FNN_DATA_DIR to the folder holding them)")
-
-
-def _is_png(path):
-    return path.read_bytes()[:4] == b"\x89PNG"
 
 
 def _check_common(module, result, tmp_path, models):
@@ -28,7 +17,7 @@ def _check_common(module, result, tmp_path, models):
     assert saved["experiment"] == module.NAME and saved["models"] == list(models)
     assert saved["quick"] is True and saved["best_model"] in models
     table = (tmp_path / "zoo.md").read_text()
-    assert _is_png(tmp_path / "zoo.png")
+    assert is_png(tmp_path / "zoo.png")
     for m in models:
         assert f"| {m} |" in table
         assert 0.0 <= result[f"{m}_test_accuracy"] <= result[f"{m}_best_test_accuracy"] <= 1.0
@@ -47,7 +36,7 @@ def _check_common(module, result, tmp_path, models):
 
 
 def test_mnist_zoo_quick(tmp_path):
-    _needs("mnist")
+    needs("mnist")
     from fnn_examples import mnist_zoo
 
     result = mnist_zoo.main(["--quick", "--no-progress", "--out", str(tmp_path)])
@@ -59,7 +48,7 @@ def test_mnist_zoo_quick(tmp_path):
 
 
 def test_mnist_zoo_models_subset(tmp_path):
-    _needs("mnist")
+    needs("mnist")
     from fnn_examples import mnist_zoo
 
     result = mnist_zoo.main(["--quick", "--no-progress", "--out", str(tmp_path), "--models", "vit",
@@ -70,7 +59,7 @@ def test_mnist_zoo_models_subset(tmp_path):
 
 
 def test_fashion_zoo_quick(tmp_path):
-    _needs("fashion_mnist")
+    needs("fashion_mnist")
     from fnn_examples import fashion_mnist, fashion_zoo
 
     result = fashion_zoo.main(["--quick", "--no-progress", "--out", str(tmp_path), "--padding", "4"])
@@ -83,7 +72,7 @@ def test_fashion_zoo_quick(tmp_path):
             assert 0.0 <= result[f"{m}_{key}"] <= 1.0
         per_class = (tmp_path / m / "per_class.md").read_text()
         assert all(f"| {name} |" in per_class for name in fashion_mnist.CLASSES)
-    assert _is_png(tmp_path / "pr_curves.png")
+    assert is_png(tmp_path / "pr_curves.png")
 
 
 def test_zoo_augmentation_shifts_and_flips_with_explicit_keys():
