@@ -93,3 +93,44 @@ def test_float32_slices_keep_float32():
     expected[0] += 1
     expected[:, 1] += 2
     np.testing.assert_array_equal(g, expected)
+
+
+@st.composite
+def column_reads(draw):
+    """Reads x[:, t] (or x[:, :, t]) of a random array: every t once in any order (written
+    negative or not), or a random selection with repeats and gaps."""
+    axis = draw(st.integers(1, 2))
+    shape = tuple(draw(st.lists(st.integers(1, 4), min_size=axis + 1, max_size=axis + 2)))
+    n = shape[axis]
+    if draw(st.booleans()):
+        ts = draw(st.permutations(range(n)))
+        ts = [t - n if draw(st.booleans()) else t for t in ts]
+    else:
+        ts = draw(st.lists(st.integers(-n, n - 1), min_size=1, max_size=2 * n))
+    return shape, axis, ts
+
+
+@settings(deadline=None)
+@given(column_reads())
+def test_columns_read_once_each_or_not_match_numerical(case):
+    # Every column read once is assembled by one stack (Scattered's fast path); repeats, gaps and
+    # other index forms take the general scatter-add. Both must give the true gradient.
+    shape, axis, ts = case
+    x = np.random.default_rng(3).normal(size=shape)
+
+    def f(x):
+        total = 0.0
+        for k, t in enumerate(ts):
+            column = x[(slice(None),) * axis + (t,)]
+            total = total + fnp.sum(fnp.sin(column) * (k + 1.0))
+        return total
+
+    check_grads(f, (x,), order=1)
+
+
+def test_columns_of_a_float32_sequence_stay_float32():
+    xs = np.arange(24, dtype=np.float32).reshape(2, 4, 3)
+    g = fnn.grad(lambda xs: sum(fnp.sum(xs[:, t] * (t + 1.0)) for t in range(4)))(xs)
+    assert g.dtype == np.float32
+    expected = np.broadcast_to(np.arange(1, 5, dtype=np.float32)[None, :, None], xs.shape)
+    np.testing.assert_array_equal(g, expected)

@@ -108,6 +108,13 @@ def fit_to(g: Any, x: Any) -> Any:
     return g
 
 
+_FULL = slice(None)
+
+
+def _array_type(x: Any) -> type:
+    return x.array_type if type(x) is ArgSpec else type(x)
+
+
 class Scattered:
     """A cotangent that is zero except where `pieces` (index, values) say, for a value shaped
     like `like` (an array or ArgSpec); made by the rule of indexing, densified once when read."""
@@ -120,10 +127,44 @@ class Scattered:
         self.add_at = add_at  # add_at(out, idx, values): in-place scatter-add
 
     def dense(self) -> Any:
+        stacked = self._stacked()
+        if stacked is not None:
+            return stacked
         out = zeros_like_value(self.like)
         for idx, values in self.pieces:
             self.add_at(out, idx, values)
         return out
+
+    def _stacked(self) -> Any:
+        """The pieces stacked in one call when they are `x[:, t]` (or `x[:, :, t]`, ...) for every
+        t once (the slices a loop over time reads), else None: one copy instead of zeros plus T
+        scatter-adds."""
+        pieces = self.pieces
+        like = self.like
+        shape = like.shape
+        first = pieces[0][0]
+        if (type(first) is not tuple or not first or type(first[-1]) is not int
+                or len(first) > len(shape) or len(pieces) != shape[len(first) - 1]):
+            return None
+        axis = len(first) - 1
+        n = len(pieces)
+        ordered = [None] * n
+        dtype = like.dtype
+        for idx, values in pieces:
+            if type(idx) is not tuple or len(idx) != axis + 1:
+                return None
+            t = idx[axis]
+            if type(t) is not int or not -n <= t < n or getattr(values, "dtype", None) != dtype:
+                return None
+            for s in idx[:axis]:
+                if s != _FULL:
+                    return None
+            if ordered[t] is not None:
+                return None  # a slice read twice: the general path adds the pieces
+            ordered[t] = values
+        stack = np.stack if type(like) is np.ndarray else module_for_type(_array_type(like)).stack
+        out = stack(ordered, axis=axis)
+        return out if out.shape == shape else None
 
     def added_to(self, other: Any) -> Any:
         """other + self, for a plain array `other`, in a fresh array."""
@@ -191,8 +232,12 @@ def backward_pass(roots: Iterable[tuple[Node, Any]], retain: bool = False) -> di
             grads = []
             for argnum in node.argnums:
                 rule = vjps.get(argnum)
-                grads.append(rule(g, ans, *args, **kwargs) if rule is not None
-                             else prim.argnum_rule(argnum, g, ans, *args, **kwargs))
+                if rule is None:  # variadic primitive: one rule that takes the position
+                    grads.append(prim.argnum_rule(argnum, g, ans, *args, **kwargs))
+                elif kwargs:
+                    grads.append(rule(g, ans, *args, **kwargs))
+                else:
+                    grads.append(rule(g, ans, *args))  # no empty-dict unpacking: most nodes
             del ans, kwargs
         else:
             grads = prim.backward(node, g)

@@ -29,6 +29,7 @@ __all__ = [
     "is_traced",
     "any_traced",
     "strip",
+    "bind",
 ]
 
 
@@ -44,7 +45,7 @@ def new_trace() -> int:
     return next(_trace_ids)
 
 
-_node_count = itertools.count()
+_node_order = itertools.count(0, -1)  # 0, -1, -2, ...: newer nodes sort first
 
 
 class Node:
@@ -66,7 +67,7 @@ class Node:
         self.ans = ans
         self.argnums = argnums
         self.parents = parents
-        self.order = -next(_node_count)
+        self.order = next(_node_order)
 
 
 class ArgSpec:
@@ -223,7 +224,7 @@ class Primitive:
             except TypeError:
                 _explain_mixed_backends(self, args)
                 raise
-        return _bind(self, top, args, kwargs)
+        return bind(self, top, args, kwargs)
 
     def rule_for(self, argnum: int) -> Any:
         """The VJP rule for `argnum`, None if declared non-differentiable, _MISSING if unknown."""
@@ -235,7 +236,7 @@ class Primitive:
     def residual_plan(self, argnums: tuple, nargs: int) -> tuple:
         """(positions of the `nargs` arguments to drop from the tape, keep ans?) for a node whose
         traced arguments are `argnums`: everything but the union of what their rules read.
-        (`_bind` caches it in `_plans`.)"""
+        (`bind` caches it in `_plans`.)"""
         keep: set | None = set()
         keep_ans = self.multiple_results
         for i in argnums:
@@ -273,8 +274,11 @@ def _explain_mixed_backends(prim: Primitive, args: tuple) -> None:
     check_same_backend([a for a in args if hasattr(a, "shape")], prim.name)
 
 
-def _bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
+def bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
     """Apply `prim` to arguments some of which are boxes of trace `top`, and record the node.
+
+    `top` must be the newest trace among the arguments (`Primitive.__call__` finds it; the Box
+    operators know it from their two operands).
 
     This runs once per traced primitive call, so it is kept lean: one pass over the arguments,
     the residual plan cached per (primitive, traced positions, argument count), the ArgSpecs of
@@ -314,7 +318,7 @@ def _bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
         ans = prim(*unboxed, **kwargs)  # the next enclosing trace records its own node
     else:
         try:
-            ans = prim.fun(*unboxed, **kwargs)
+            ans = prim.fun(*unboxed, **kwargs) if kwargs else prim.fun(*unboxed)
         except TypeError:
             _explain_mixed_backends(prim, unboxed)
             raise

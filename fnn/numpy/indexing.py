@@ -10,9 +10,10 @@ from typing import Any
 
 import numpy as np
 
-from fnn.autodiff.tracer import Box
+from fnn.autodiff.tracer import Box, bind
 from fnn.numpy._wrapping import prim
 
+_NO_KWARGS: dict = {}
 _BASIC_TYPES = (int, slice, type(None), type(Ellipsis), np.integer)
 
 
@@ -142,4 +143,6 @@ def index(x: Any, idx: Any) -> Any:
         raise TypeError("fnn: an index cannot be a traced (floating-point) value")
     elif isinstance(idx, list):
         idx = _list_index(idx)
+    if type(x) is Box:  # the Box method's case: bind at once (the index holds no traced value)
+        return bind(getitem, x._trace, (x, idx), _NO_KWARGS)
     return getitem(x, idx)
