@@ -30,6 +30,8 @@ __all__ = [
     "any_traced",
     "strip",
     "bind",
+    "bind1",
+    "bind2",
 ]
 
 
@@ -214,6 +216,8 @@ class Primitive:
         return self if obj is None else types.MethodType(self, obj)
 
     def __call__(self, *args, **kwargs):
+        if len(args) == 1 and not kwargs and type(args[0]) is Box:  # a unary op on a traced value
+            return bind1(self, args[0])
         top = 0
         for a in args:
             if type(a) is Box and a._trace > top:
@@ -349,6 +353,88 @@ def bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
     if res is None:
         res = ans if keep_ans else None  # else the residuals stand in for ans
     return Box(ans, top, Node(prim, unboxed, kwargs, res, argnums, parents))
+
+
+_NO_KWARGS: dict = {}
+_KEYS = {1: (0, -1), 3: (0, -2), 5: (1, -2), 7: (0, 1, -2)}  # plan keys of one/two-argument nodes
+_ARGNUMS = {1: (0,), 3: (0,), 5: (1,), 7: (0, 1)}
+
+
+def _record(prim: Primitive, top: int, ans: Any, values: list, mask: int, parents: tuple) -> Any:
+    """The tail of bind1/bind2: box `ans` with a node, dropping the values no rule reads."""
+    dtype = getattr(ans, "dtype", None)
+    if dtype is None:
+        if not isinstance(ans, (float, complex)):
+            return ans
+    elif dtype.kind not in "fc":
+        return ans
+    key = _KEYS[mask]
+    plan = prim._plans.get(key)
+    if plan is None:
+        plan = prim._plans[key] = prim.residual_plan(_ARGNUMS[mask], -key[-1])
+    drop, keep_ans = plan
+    for j in drop:
+        a = values[j]
+        dt = getattr(a, "dtype", None)
+        if dt is not None and dt.kind in "fc":
+            values[j] = _SPECS.get((a.shape, dt, type(a))) or _spec_of(a, dt)
+    return Box(ans, top, Node(prim, values, _NO_KWARGS, ans if keep_ans else None, _ARGNUMS[mask], parents))
+
+
+# The unrolled binders below serve the common nodes (one result, no residual function, declared
+# reads, first order); anything else takes `bind`.
+
+def bind1(prim: Primitive, x: Box) -> Any:
+    """`bind` for one traced argument and no options (tanh(x), -x, ...), unrolled: a fraction of
+    a microsecond less per node than the general loop."""
+    xv = x._value
+    if (type(xv) is Box or prim.fwd is not None or prim.multiple_results or prim.reads is None
+            or prim.vjps.get(0, _MISSING) is _MISSING):
+        return bind(prim, x._trace, (x,), _NO_KWARGS)
+    if prim.vjps[0] is None:  # declared without a gradient: a constant here
+        return prim.fun(xv)
+    return _record(prim, x._trace, prim.fun(xv), [xv], 1, (x._node,))
+
+
+def bind2(prim: Primitive, top: int, x: Any, y: Any) -> Any:
+    """`bind` for two positional arguments and no options (the Box operators), unrolled like
+    `bind1`. `top` is the newer trace of the two; a box of an older trace, nesting or a missing
+    rule takes `bind`."""
+    if prim.fwd is not None or prim.multiple_results or prim.reads is None:
+        return bind(prim, top, (x, y), _NO_KWARGS)
+    vjps = prim.vjps
+    mask = 1  # bit 1: x is differentiated, bit 2: y is
+    if type(x) is Box:
+        if x._trace != top:
+            return bind(prim, top, (x, y), _NO_KWARGS)
+        xv = x._value
+        rule = vjps.get(0, _MISSING)
+        if rule is not None:
+            mask = 3
+    else:
+        xv = x
+        rule = None
+    if type(y) is Box:
+        if y._trace != top:
+            return bind(prim, top, (x, y), _NO_KWARGS)
+        yv = y._value
+        rule_y = vjps.get(1, _MISSING)
+        if rule_y is not None:
+            mask += 4
+    else:
+        yv = y
+        rule_y = None
+    if rule is _MISSING or rule_y is _MISSING or type(xv) is Box or type(yv) is Box:
+        return bind(prim, top, (x, y), _NO_KWARGS)
+    try:
+        ans = prim.fun(xv, yv)
+    except TypeError:
+        _explain_mixed_backends(prim, (xv, yv))
+        raise
+    if mask == 1:
+        return ans
+    parents = (x._node, y._node) if mask == 7 else (x._node,) if mask == 3 else (y._node,)
+    return _record(prim, top, ans, [xv, yv], mask, parents)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from fnn.autodiff.tracer import Box, NoGradientError, Primitive, bind
+from fnn.autodiff.tracer import Box, NoGradientError, Primitive, bind2
 from fnn.numpy import contractions as C
 from fnn.numpy import elementwise as E
 from fnn.numpy import helpers as H
@@ -26,9 +26,6 @@ def _value_compare(np_op):
     return compare
 
 
-_NO_KWARGS: dict = {}
-
-
 def _operator(prim: Primitive, reflected: bool = False):
     """`Box.__op__` for primitive `prim`: `self` is traced, so the call binds at once (no scan for
     the newest trace as in `Primitive.__call__`, no bound-method object): about a microsecond less
@@ -38,13 +35,13 @@ def _operator(prim: Primitive, reflected: bool = False):
             top = self._trace
             if type(other) is Box and other._trace > top:
                 top = other._trace
-            return bind(prim, top, (other, self), _NO_KWARGS)
+            return bind2(prim, top, other, self)
     else:
         def method(self, other):
             top = self._trace
             if type(other) is Box and other._trace > top:
                 top = other._trace
-            return bind(prim, top, (self, other), _NO_KWARGS)
+            return bind2(prim, top, self, other)
     method.__name__ = prim.name
     return method
 
