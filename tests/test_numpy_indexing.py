@@ -212,7 +212,7 @@ def _np_set(a, idx, v):
 
 def _np_ufunc_at(ufunc, a, idx, v):
     out = a.copy()
-    ufunc.at(out, idx, v)
+    ufunc.at(out, idx, np.broadcast_to(v, a[idx].shape))  # broadcast first: see the test below
     return out
 
 
@@ -323,3 +323,14 @@ def test_np_asarray_of_traced_value_explains_lost_gradient():
 def test_traced_index_is_refused():
     with pytest.raises(TypeError, match="index"):
         fnn.grad(lambda x: fnp.sum(x[x]))(np.arange(3.0))
+
+
+def test_values_broadcast_along_a_repeated_index_count_every_time():
+    # v (2,) is broadcast over the index's (2, 2) shape: each of its entries lands twice on x[0]
+    # (NumPy 2.x's ufunc.at alone applies it once, so fnn broadcasts the values first).
+    idx = (np.array([[0, 0], [0, -1]]),)
+    v = np.array([1.0, 0.5])
+    np.testing.assert_allclose(fnp.at(np.zeros(1))[idx].add(v), [3.0])
+    np.testing.assert_allclose(fnp.at(np.ones(1))[idx].multiply(v), [0.25])
+    g = fnn.grad(lambda v: fnp.sum(fnp.at(np.zeros(1))[idx].add(v) * 3.0))(v)
+    np.testing.assert_allclose(g, [6.0, 6.0])

@@ -28,12 +28,24 @@ def _getitem(x, idx):
     return x[idx]
 
 
+def _selection_shaped(out, idx, v):
+    """v broadcast to the shape of out[idx]. NumPy's `ufunc.at` (2.x) applies a value array that
+    must be broadcast along the index's leading axes only once (np.add.at(z, [[0, 0], [0, 0]],
+    [1., 1.]) adds 2, not 4), so the values are given their full shape first; the shape comes from
+    indexing a zero-strided stand-in of `out`, which reads no data."""
+    if type(out) is not np.ndarray:
+        return v
+    stand_in = np.lib.stride_tricks.as_strided(np.zeros(1, dtype=bool), out.shape, (0,) * out.ndim)
+    shape = stand_in[idx].shape
+    return v if np.shape(v) == shape else np.broadcast_to(v, shape)
+
+
 def add_at(out, idx, v) -> None:
     """out[idx] += v in place, repeated advanced indices adding up (plain arrays only)."""
     if is_basic_index(idx):
         out[idx] += v
     else:
-        np.add.at(out, idx, v)
+        np.add.at(out, idx, _selection_shaped(out, idx, v))
 
 
 def _index_add(x, idx, v):
@@ -53,7 +65,7 @@ def _index_multiply(x, idx, v):
     if is_basic_index(idx):
         out[idx] *= v
     else:
-        np.multiply.at(out, idx, v)
+        np.multiply.at(out, idx, _selection_shaped(out, idx, v))
     return out
 
 
