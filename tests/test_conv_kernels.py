@@ -34,7 +34,8 @@ def test_conv_input_grad_matches_col2im(xs, ws, stride, pads, dil, groups):
     g = rng.standard_normal((xs[0], ws[0], oh, ow)).astype(np.float32)
     got = K.conv_input_grad(g, w, xs[2:], stride, pads, dil, groups)
     want = _ref_input_grad(g, w, xs[2:], stride, pads, dil, groups)
-    assert got.dtype == np.float32 and got.flags.c_contiguous
+    # channel-major memory, as the convolution's outputs: (C, N, H, W) contiguous, seen as NCHW
+    assert got.dtype == np.float32 and got.transpose(1, 0, 2, 3).flags.c_contiguous
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5)
 
 

@@ -4,7 +4,9 @@ Chainer's scheme: im2col is a loop over the kh*kw kernel offsets, each one strid
 the padded input into a column buffer; col2im is the same loop with `+=`. Neither loops over
 pixels or over the batch.
 
-Column layout: (C, kh, kw, N, OH, OW), C-contiguous, i.e. a (C*kh*kw, N*OH*OW) matrix. With the
+Column layout: (C, kh, kw, N, OH, OW), C-contiguous, i.e. a (C*kh*kw, N*OH*OW) matrix. Images
+are (N, C, H, W) arrays; those made here are channel-major in memory ((C, N, H, W) transposed),
+as the GEMMs write them. With the
 channel axis first, the columns of group g are the contiguous block `cols.reshape(G, K/G, N*P)[g]`,
 so a grouped convolution is one batched matmul over groups, and an ungrouped one a single GEMM.
 
@@ -17,7 +19,7 @@ from __future__ import annotations
 from fnn.backend import get_array_module
 
 __all__ = ["out_size", "im2col", "col2im", "cols_matmul", "weight_from_cols", "conv_input_grad",
-           "window_views", "pool_out_hw", "pad_nchw", "crop_nchw"]
+           "window_views", "pool_out_hw", "pad_nchw", "crop_nchw", "channel_major", "compact_crop"]
 
 
 def out_size(n: int, k: int, s: int, p0: int, p1: int, d: int) -> int:
@@ -47,11 +49,11 @@ def im2col(x, kh: int, kw: int, stride, pads, dilation, out_hw=None):
         oh, ow = out_hw
     xt = x.transpose(1, 0, 2, 3)
     if pt or pb or pl or pr:
-        padded = xp.zeros_like(x, shape=(c, n, hp, wp))
+        padded = xp.zeros_like(x, shape=(c, n, hp, wp), order="C")
         padded[:, :, pt:pt + h, pl:pl + w] = xt
     else:
         padded = xt
-    cols = xp.empty_like(x, shape=(c, kh, kw, n, oh, ow))
+    cols = xp.empty_like(x, shape=(c, kh, kw, n, oh, ow), order="C")
     rows, colsl = _spans(kh, kw, oh, ow, stride, dilation)
     for i in range(kh):
         for j in range(kw):
@@ -60,17 +62,18 @@ def im2col(x, kh: int, kw: int, stride, pads, dilation, out_hw=None):
 
 
 def col2im(cols, hw, stride, pads, dilation):
-    """The adjoint of im2col: (C, kh, kw, N, OH, OW) -> (N, C, H, W), overlaps summed."""
+    """The adjoint of im2col: (C, kh, kw, N, OH, OW) -> (N, C, H, W), overlaps summed; channel-major
+    in memory, like the convolution outputs (see conv.py's `_finish`)."""
     xp = get_array_module(cols)
     c, kh, kw, n, oh, ow = cols.shape
     h, w = hw
     pt, pb, pl, pr = pads
-    padded = xp.zeros_like(cols, shape=(c, n, h + pt + pb, w + pl + pr))
+    padded = xp.zeros_like(cols, shape=(c, n, h + pt + pb, w + pl + pr), order="C")
     rows, colsl = _spans(kh, kw, oh, ow, stride, dilation)
     for i in range(kh):
         for j in range(kw):
             padded[:, :, rows[i], colsl[j]] += cols[:, i, j]
-    return xp.ascontiguousarray(padded[:, :, pt:pt + h, pl:pl + w].transpose(1, 0, 2, 3))
+    return xp.ascontiguousarray(padded[:, :, pt:pt + h, pl:pl + w]).transpose(1, 0, 2, 3)
 
 
 def _g2(g):
@@ -114,7 +117,8 @@ def conv_input_grad(g, w, hw, stride, pads, dilation, groups: int):
     With vertical stride 1 the col2im runs on "wide" rows: g is widened to (O, N, OH, Wq) with
     zero columns, Wq * sw >= the padded width, so that each kernel offset is one long strided
     slice of the flat padded image (the zero columns add nothing where the rows wrap around).
-    NumPy then adds long rows instead of OW-sized pieces: fewer, faster inner loops."""
+    NumPy then adds long rows instead of OW-sized pieces: fewer, faster inner loops. The result
+    is channel-major in memory, like the convolution outputs it is the cotangent of."""
     xp = get_array_module(g, w)
     o, cg, kh, kw = w.shape
     n, _, oh, ow = g.shape
@@ -132,20 +136,20 @@ def conv_input_grad(g, w, hw, stride, pads, dilation, groups: int):
     if wq == ow:
         g2 = _g2(g)
     else:
-        g2 = xp.zeros_like(g, shape=(o, n, oh, wq))
+        g2 = xp.zeros_like(g, shape=(o, n, oh, wq), order="C")
         g2[..., :ow] = g.transpose(1, 0, 2, 3)
         g2 = g2.reshape(o, -1)
     m = oh * wq
     dcols = _dcols(xp, w, g2, groups).reshape(cg * groups, kh, kw, n, m)
     span = sw * (m - 1) + 1
     length = max((kh - 1) * dh * wr + (kw - 1) * dw + span, hp * wr)
-    buf = xp.zeros_like(g, shape=(cg * groups, n, length))
+    buf = xp.zeros_like(g, shape=(cg * groups, n, length), order="C")
     for i in range(kh):
         for j in range(kw):
             s0 = i * dh * wr + j * dw
             buf[:, :, s0:s0 + span:sw] += dcols[:, i, j]
     out = buf[:, :, :hp * wr].reshape(cg * groups, n, hp, wr)[:, :, pt:pt + h, pl:pl + wd]
-    return xp.ascontiguousarray(out.transpose(1, 0, 2, 3))
+    return xp.ascontiguousarray(out).transpose(1, 0, 2, 3)
 
 
 def _dcols(xp, w, g2, groups):
@@ -186,6 +190,24 @@ def pad_nchw(x, pads, value):
         xp.zeros_like(x, shape=(n, c, h + pt + pb, w + pl + pr))
     out[:, :, pt:pt + h, pl:pl + w] = x
     return out
+
+
+def channel_major(like, shape, zeros: bool = True):
+    """A new (N, C, H, W) array of `shape` (zeros, or uninitialized), laid out (C, N, H, W) in
+    memory: the layout in which convolutions write their outputs and cotangents (see conv.py's
+    `_finish`), so that elementwise work between them runs on matching layouts."""
+    xp = get_array_module(like)
+    n, c, h, w = shape
+    make = xp.zeros_like if zeros else xp.empty_like
+    return make(like, shape=(c, n, h, w), order="C").transpose(1, 0, 2, 3)
+
+
+def compact_crop(padded, hw, pads):
+    """The crop of `padded` as an array of its own, in padded's memory order (padded itself when
+    nothing is cropped)."""
+    if not any(pads):
+        return padded
+    return crop_nchw(padded, hw, pads).copy(order="K")
 
 
 def crop_nchw(padded, hw, pads):

@@ -107,14 +107,13 @@ def _conv_setup(fn, x, w, b, stride, padding, dilation, groups, nd):
 # --- the primitives ----------------------------------------------------------------------------
 
 def _finish(y_view, b):
-    """One contiguous copy of the (N, O, OH, OW) view, adding the bias on the way."""
-    xp = get_array_module(y_view)
-    out = xp.empty(y_view.shape, dtype=y_view.dtype)
-    if b is None:
-        out[...] = y_view
-    else:
-        xp.add(y_view, b.reshape(1, -1, 1, 1), out=out)
-    return out
+    """The (N, O, OH, OW) result as the GEMM wrote it, channel-major in memory (a transposed
+    view, no copy), with the bias added in place. NumPy's elementwise operations keep that
+    layout (batch norm, ReLU and residual sums run on it unchanged), and the next convolution's
+    im2col then reads each channel contiguously; `reshape` (Flatten) copies where it must."""
+    if b is not None:
+        y_view += b.reshape(1, -1, 1, 1)
+    return y_view
 
 
 def _conv2d_fwd(x, w, b, *, stride, pads, dilation, groups, out_hw=None):

@@ -73,8 +73,8 @@ def _max_and_argmax(x, kernel, stride, pads):
     small = kernel[0] * kernel[1] <= 256
     for k, view in K.window_views(padded, kernel, stride, out_hw):
         if best is None:
-            best = view.copy()
-            idx = xp.zeros(best.shape, dtype=xp.uint8 if small else xp.int32)
+            best = view.copy(order="K")  # the input's memory layout (see conv.py's `_finish`)
+            idx = xp.zeros_like(best, dtype=xp.uint8 if small else xp.int32)
         else:
             mask = xp.greater(view, best)
             xp.maximum(best, view, out=best)
@@ -91,7 +91,7 @@ def _max_pool(x, *, kernel, stride, pads):
     best = None
     for _, view in K.window_views(padded, kernel, stride, out_hw):
         if best is None:
-            best = view.copy()
+            best = view.copy(order="K")
         else:
             xp.maximum(best, view, out=best)
     return best
@@ -117,13 +117,13 @@ def _max_scatter(g, idx, *, hw, kernel, stride, pads):
     disjoint = stride[0] >= kernel[0] and stride[1] >= kernel[1]
     tiled = (tuple(stride) == tuple(kernel) and shape[2] == g.shape[2] * kernel[0]
              and shape[3] == g.shape[3] * kernel[1])
-    padded = xp.empty_like(g, shape=shape) if tiled else xp.zeros_like(g, shape=shape)
+    padded = K.channel_major(g, shape, zeros=not tiled)  # the layout of convolution outputs
     for k, view in K.window_views(padded, kernel, stride, g.shape[2:]):
         if disjoint:
             xp.multiply(g, idx == k, out=view)
         else:
             view += g * (idx == k)
-    return xp.ascontiguousarray(K.crop_nchw(padded, hw, pads))
+    return K.compact_crop(padded, hw, pads)
 
 
 def _max_gather(x, idx, *, kernel, stride, pads):
@@ -181,7 +181,7 @@ def _avg_pool(x, *, kernel, stride, pads, include_pad, extra=(0, 0)):
     total = None
     for _, view in K.window_views(padded, kernel, stride, out_hw):
         if total is None:
-            total = view.copy()
+            total = view.copy(order="K")
         else:
             total += view
     total /= _divisor(x, x.shape[2:], kernel, stride, pads, include_pad, extra)
@@ -193,10 +193,10 @@ def _avg_spread(g, *, hw, kernel, stride, pads, include_pad, extra=(0, 0)):
     xp = get_array_module(g)
     n, c = g.shape[:2]
     g = g / _divisor(g, hw, kernel, stride, pads, include_pad, extra)
-    padded = xp.zeros_like(g, shape=(n, c, hw[0] + pads[0] + pads[1], hw[1] + pads[2] + pads[3]))
+    padded = K.channel_major(g, (n, c, hw[0] + pads[0] + pads[1], hw[1] + pads[2] + pads[3]))
     for _, view in K.window_views(padded, kernel, stride, g.shape[2:]):
         view += g
-    return xp.ascontiguousarray(K.crop_nchw(padded, hw, pads))
+    return K.compact_crop(padded, hw, pads)
 
 
 _avg_pool_p = primitive(_avg_pool, name="avg_pool2d")
