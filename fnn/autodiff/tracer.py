@@ -330,29 +330,32 @@ def bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
         return ans
     if prim.multiple_results and res is None:
         return box_results(ans, top, Node(prim, unboxed, kwargs, ans, argnums, parents))
-    dtype = getattr(ans, "dtype", None)
-    if dtype is None:
-        if not isinstance(ans, (float, complex)):
-            return ans  # not differentiable (see _is_differentiable)
-    elif dtype.kind not in "fc":
+    if not _is_differentiable(ans):
         return ans
     if prim.reads is None:
         return Box(ans, top, Node(prim, unboxed, kwargs, ans if res is None else res, argnums, parents))
-    key = (*argnums, -i)  # the traced positions, then minus the argument count
-    plan = prim._plans.get(key)
-    if plan is None:
-        plan = prim._plans[key] = prim.residual_plan(tuple(argnums), i)
-    drop, keep_ans = plan
-    # Arguments no rule reads are kept as their ArgSpec only: their memory is not held until the
-    # backward pass. Options such as index arrays, axes and shapes are always kept.
-    for j in drop:
-        a = unboxed[j]
-        dt = getattr(a, "dtype", None)
-        if dt is not None and dt.kind in "fc":
-            unboxed[j] = _SPECS.get((a.shape, dt, type(a))) or _spec_of(a, dt)
+    # the plan key: the traced positions, then minus the argument count
+    keep_ans = _drop_unread(prim, (*argnums, -i), argnums, unboxed)
     if res is None:
         res = ans if keep_ans else None  # else the residuals stand in for ans
     return Box(ans, top, Node(prim, unboxed, kwargs, res, argnums, parents))
+
+
+def _drop_unread(prim: Primitive, key: tuple, argnums: Any, values: list) -> bool:
+    """Replace in `values` the floating-point arguments that no rule of the node reads by their
+    ArgSpec, so that their memory is not held until the backward pass (options such as index
+    arrays, axes and shapes are always kept); return whether a rule reads `ans`. The plan is
+    cached per primitive and `key` (traced positions, then minus the argument count)."""
+    plan = prim._plans.get(key)
+    if plan is None:
+        plan = prim._plans[key] = prim.residual_plan(tuple(argnums), -key[-1])
+    drop, keep_ans = plan
+    for j in drop:
+        a = values[j]
+        dt = getattr(a, "dtype", None)
+        if dt is not None and dt.kind in "fc":
+            values[j] = _SPECS.get((a.shape, dt, type(a))) or _spec_of(a, dt)
+    return keep_ans
 
 
 _NO_KWARGS: dict = {}
@@ -362,23 +365,11 @@ _ARGNUMS = {1: (0,), 3: (0,), 5: (1,), 7: (0, 1)}
 
 def _record(prim: Primitive, top: int, ans: Any, values: list, mask: int, parents: tuple) -> Any:
     """The tail of bind1/bind2: box `ans` with a node, dropping the values no rule reads."""
-    dtype = getattr(ans, "dtype", None)
-    if dtype is None:
-        if not isinstance(ans, (float, complex)):
-            return ans
-    elif dtype.kind not in "fc":
+    if not _is_differentiable(ans):
         return ans
-    key = _KEYS[mask]
-    plan = prim._plans.get(key)
-    if plan is None:
-        plan = prim._plans[key] = prim.residual_plan(_ARGNUMS[mask], -key[-1])
-    drop, keep_ans = plan
-    for j in drop:
-        a = values[j]
-        dt = getattr(a, "dtype", None)
-        if dt is not None and dt.kind in "fc":
-            values[j] = _SPECS.get((a.shape, dt, type(a))) or _spec_of(a, dt)
-    return Box(ans, top, Node(prim, values, _NO_KWARGS, ans if keep_ans else None, _ARGNUMS[mask], parents))
+    argnums = _ARGNUMS[mask]
+    keep_ans = _drop_unread(prim, _KEYS[mask], argnums, values)
+    return Box(ans, top, Node(prim, values, _NO_KWARGS, ans if keep_ans else None, argnums, parents))
 
 
 # The unrolled binders below serve the common nodes (one result, no residual function, declared
