@@ -394,7 +394,7 @@ def bind2(prim: Primitive, top: int, x: Any, y: Any) -> Any:
     if prim.fwd is not None or prim.multiple_results or prim.reads is None:
         return bind(prim, top, (x, y), _NO_KWARGS)
     vjps = prim.vjps
-    mask = 1  # bit 1: x is differentiated, bit 2: y is
+    mask = 1  # 1, plus 2 if x is differentiated, plus 4 if y is (the keys of _KEYS and _ARGNUMS)
     if type(x) is Box:
         if x._trace != top:
             return bind(prim, top, (x, y), _NO_KWARGS)

@@ -10,10 +10,9 @@ from typing import Any
 
 import numpy as np
 
-from fnn.autodiff.tracer import Box, bind
+from fnn.autodiff.tracer import Box, bind2
 from fnn.numpy._wrapping import prim
 
-_NO_KWARGS: dict = {}
 _BASIC_TYPES = (int, slice, type(None), type(Ellipsis), np.integer)
 
 
@@ -156,5 +155,5 @@ def index(x: Any, idx: Any) -> Any:
     elif isinstance(idx, list):
         idx = _list_index(idx)
     if type(x) is Box:  # the Box method's case: bind at once (the index holds no traced value)
-        return bind(getitem, x._trace, (x, idx), _NO_KWARGS)
+        return bind2(getitem, x._trace, x, idx)
     return getitem(x, idx)
