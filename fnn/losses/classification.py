@@ -29,31 +29,60 @@ def _batch_count(shape: tuple, axis: int) -> int:
 def _sce_forward(logits, labels, *, axis, smoothing, reduction):
     """Per-example -sum_k q_k log_softmax(logits)_k, reduced; log-sum-exp after subtracting the
     max, so that no exp overflows whatever the logits."""
+    return _sce_plain(logits, labels, axis, smoothing, reduction, want_softmax=False)[0]
+
+
+def _reduce_losses(xp, loss, reduction):
+    if reduction == "mean":
+        return loss.sum() * (1.0 / loss.size) if loss.size else xp.mean(loss)
+    if reduction == "sum":
+        return loss.sum()
+    return loss
+
+
+def _sce_plain(logits, labels, axis, smoothing, reduction, want_softmax):
+    """(loss, softmax or None) on plain arrays: shift by the max, exp, sum, and each example's
+    log-sum-exp minus its label's entry; the softmax (the exps divided by their sums, in place)
+    only when asked, as the residual of the logits rule."""
     xp = get_array_module(logits)
     num_classes = logits.shape[axis]
     shifted = logits - logits.max(axis=axis, keepdims=True)
-    log_p = shifted - xp.log(xp.exp(shifted).sum(axis=axis, keepdims=True))
+    e = xp.exp(shifted)
+    sums = e.sum(axis=axis, keepdims=True)
+    log_sums = xp.log(sums)
     if is_integer_labels(labels):
-        if log_p.ndim == 2 and axis == 1:  # (N, K): index the labels' entries directly
-            loss = -log_p[xp.arange(log_p.shape[0]), labels]
+        if shifted.ndim == 2 and axis == 1:  # (N, K): index the labels' entries directly
+            loss = log_sums[:, 0] - shifted[xp.arange(shifted.shape[0]), labels]
         else:
-            picked = xp.take_along_axis(log_p, xp.expand_dims(labels, axis), axis=axis)
-            loss = -xp.squeeze(picked, axis=axis)
+            picked = xp.take_along_axis(shifted, xp.expand_dims(labels, axis), axis=axis)
+            loss = xp.squeeze(log_sums - picked, axis=axis)
         if smoothing:
-            loss = (1.0 - smoothing) * loss - (smoothing / num_classes) * xp.sum(log_p, axis=axis)
+            # sum_k log_softmax_k = sum_k shifted_k - K * log_sum
+            mean_log_p = shifted.sum(axis=axis) * (1.0 / num_classes) - xp.squeeze(log_sums, axis=axis)
+            loss = (1.0 - smoothing) * loss - smoothing * mean_log_p
     else:
         q = labels.astype(logits.dtype, copy=False)
         if smoothing:
             q = (1.0 - smoothing) * q + smoothing / num_classes
-        loss = -xp.sum(q * log_p, axis=axis)
-    if reduction == "mean":
-        return xp.mean(loss)
-    if reduction == "sum":
-        return xp.sum(loss)
-    return loss
+        loss = -xp.sum(q * (shifted - log_sums), axis=axis)
+    out = _reduce_losses(xp, loss, reduction)
+    if not want_softmax:
+        return out, None
+    e /= sums
+    return out, e
 
 
-_sce = primitive(_sce_forward, name="fnn.losses.softmax_cross_entropy")
+def _sce_fwd(logits, labels, *, axis, smoothing, reduction):
+    """The forward pass when differentiating: the loss and a residual for the rules. For plain
+    integer-label inputs (the training step) the residual is the softmax, so the logits rule
+    needs no second exp, and the logits themselves are not kept; otherwise it is the logits."""
+    if is_integer_labels(labels) and not any_traced(logits, labels):
+        loss, softmax = _sce_plain(logits, labels, axis, smoothing, reduction, want_softmax=True)
+        return loss, ("softmax", softmax)
+    return _sce(logits, labels, axis=axis, smoothing=smoothing, reduction=reduction), ("logits", logits)
+
+
+_sce = primitive(_sce_forward, name="fnn.losses.softmax_cross_entropy", fwd=_sce_fwd)
 
 
 def _sce_cotangent(g, logits, axis, reduction):
@@ -70,61 +99,66 @@ def _log_softmax(logits, axis):
     return logits - fnp.logsumexp(logits, axis=axis, keepdims=True)
 
 
-def _smoothed(labels, logits, axis, smoothing):
+def _smoothed(labels, like, axis, smoothing):
     """The target distribution (1 - eps) * q + eps / K; a plain array for integer labels."""
-    num_classes = shape_of(logits)[axis]
+    num_classes = shape_of(like)[axis]
     if is_integer_labels(labels):
-        q = onehot(labels, num_classes, axis, strip(logits).dtype)
+        q = onehot(labels, num_classes, axis, strip(like).dtype)
         return (1.0 - smoothing) * q + smoothing / num_classes if smoothing else q
-    q = fnp.astype(labels, strip(logits).dtype) if labels.dtype != strip(logits).dtype else labels
+    q = fnp.astype(labels, strip(like).dtype) if labels.dtype != strip(like).dtype else labels
     return (1.0 - smoothing) * q + smoothing / num_classes if smoothing else q
 
 
-def _sce_logits_plain(g, logits, labels, axis, smoothing, reduction):
-    """The logits rule for plain arrays and integer labels (the training-step case): softmax
-    built in one fresh array and turned into the cotangent in place, the labels' entries
-    lowered by indexing instead of subtracting a one-hot array."""
-    xp = get_array_module(logits)
-    num_classes = logits.shape[axis]
-    e = logits - logits.max(axis=axis, keepdims=True)
-    xp.exp(e, out=e)
-    e /= e.sum(axis=axis, keepdims=True)
+def _sce_grad_from_softmax(g, softmax, labels, axis, smoothing, reduction):
+    """softmax - target, times the spread cotangent, for plain arrays and integer labels (the
+    training step): one scaled copy of the softmax, the labels' entries lowered by indexing."""
+    xp = get_array_module(softmax)
+    if reduction == "none":
+        scale = xp.expand_dims(g, axis)
+    else:
+        n = _batch_count(softmax.shape, axis) if reduction == "mean" else 1
+        scale = g * (1.0 / n) if n else g
+    e = softmax * scale  # a fresh array: the residual stays intact for a retained vjp
     if smoothing:
-        e -= smoothing / num_classes
-    if e.ndim == 2 and axis == 1:  # (N, K) logits: index the labels' entries directly
-        e[xp.arange(e.shape[0]), labels] -= 1.0 - smoothing
+        e -= (smoothing / softmax.shape[axis]) * scale
+    if e.ndim == 2 and axis == 1 and reduction != "none":  # (N, K): index the labels' entries
+        e[xp.arange(e.shape[0]), labels] -= (1.0 - smoothing) * scale
     else:
         ids = xp.expand_dims(labels, axis)
-        picked = xp.take_along_axis(e, ids, axis=axis)
-        xp.put_along_axis(e, ids, picked - (1.0 - smoothing), axis=axis)
-    if reduction == "none":
-        e *= xp.expand_dims(g, axis)
-    else:
-        n = _batch_count(logits.shape, axis) if reduction == "mean" else 1
-        e *= g * (1.0 / n) if n else g
+        lowered = (1.0 - smoothing) * xp.broadcast_to(scale, e.shape)
+        picked = xp.take_along_axis(e, ids, axis=axis) - xp.take_along_axis(lowered, ids, axis=axis)
+        xp.put_along_axis(e, ids, picked, axis=axis)
     return e
 
 
-def _sce_logits_rule(g, ans, logits, labels, *, axis, smoothing, reduction):
+def _sce_logits_rule(g, res, logits, labels, *, axis, smoothing, reduction):
     """d/dlogits = softmax * sum_k q_k - q (softmax - q when q sums to one), scaled by g."""
-    if is_integer_labels(labels) and not any_traced(g, logits):
-        return _sce_logits_plain(g, logits, labels, axis, smoothing, reduction)
-    p = fnp.exp(_log_softmax(logits, axis))
-    q = _smoothed(labels, logits, axis, smoothing)
+    kind, value = res
+    if kind == "softmax":
+        if not any_traced(g):
+            return _sce_grad_from_softmax(g, value, labels, axis, smoothing, reduction)
+        p = value  # a plain softmax, differentiated again only through g
+    else:
+        p = fnp.exp(_log_softmax(value, axis))
+    q = _smoothed(labels, p, axis, smoothing)
     if is_integer_labels(labels):
         diff = p - q
     else:
         diff = p * fnp.sum(q, axis=axis, keepdims=True) - q
-    return _sce_cotangent(g, logits, axis, reduction) * diff
+    return _sce_cotangent(g, p, axis, reduction) * diff
 
 
-def _sce_labels_rule(g, ans, logits, labels, *, axis, smoothing, reduction):
-    """d/dq = -(1 - eps) * log_softmax(logits), scaled by g (probability labels only)."""
+def _sce_labels_rule(g, res, logits, labels, *, axis, smoothing, reduction):
+    """d/dq = -(1 - eps) * log_softmax(logits), scaled by g (probability labels only, whose
+    residual is always the logits)."""
+    logits = res[1]
     scale = -(1.0 - smoothing)
     return _sce_cotangent(g, logits, axis, reduction) * (scale * _log_softmax(logits, axis))
 
 
-defvjp(_sce, _sce_logits_rule, _sce_labels_rule, reads=[(0, 1), (0,)])
+# The rules read the residual (the softmax or the logits) and the labels, never the logits
+# argument itself, which is therefore not kept on the tape.
+defvjp(_sce, _sce_logits_rule, _sce_labels_rule, reads=[("ans", 1), ("ans",)])
 
 
 def softmax_cross_entropy(logits: Any, labels: Any, label_smoothing: float = 0.0,
