@@ -127,6 +127,27 @@ def test_sce_gradient_is_softmax_minus_smoothed_target():
     np.testing.assert_allclose(g, (p - target) / 2, rtol=1e-12)
 
 
+@pytest.mark.parametrize("shape, axis, reduction", [((4, 5), -1, "mean"), ((2, 3, 5), -1, "none"),
+                                                   ((2, 5, 3), 1, "sum")])
+def test_sce_retained_vjp_is_repeatable(shape, axis, reduction):
+    # The rule works from the softmax kept by the forward pass: calling a retained vjp twice must
+    # give the same cotangent (the residual is not modified in place) and the softmax - target.
+    rng = np.random.default_rng(4)
+    z = rng.normal(size=shape).astype(np.float32)
+    k = shape[axis]
+    y = rng.integers(0, k, size=tuple(n for i, n in enumerate(shape) if i != axis % len(shape)))
+    out, vjp_fn = fnn.vjp(lambda t: L.softmax_cross_entropy(t, y, 0.1, reduction, axis=axis), z)
+    u = np.ones_like(out)
+    first = vjp_fn(u)[0].copy()
+    second = vjp_fn(u)[0]
+    np.testing.assert_array_equal(first, second)
+    assert first.dtype == np.float32
+    p = np.exp(ref_log_softmax(z.astype(np.float64), axis))
+    target = 0.9 * np.moveaxis(np.eye(k)[y], -1, axis) + 0.1 / k
+    scale = 1.0 / (z.size // k) if reduction == "mean" else 1.0
+    np.testing.assert_allclose(first, (p - target) * scale, rtol=1e-5, atol=1e-6)
+
+
 @pytest.mark.parametrize("scale", [1e4, -1e4, 1e30])
 def test_sce_extreme_logits_finite_float32(scale):
     z = np.array([[1.0, -1.0, 0.0], [0.0, 1.0, -1.0]], np.float32) * np.float32(scale)
