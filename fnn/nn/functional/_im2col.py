@@ -4,11 +4,12 @@ Chainer's scheme: im2col is a loop over the kh*kw kernel offsets, each one strid
 the padded input into a column buffer; col2im is the same loop with `+=`. Neither loops over
 pixels or over the batch.
 
-Column layout: (C, kh, kw, N, OH, OW), C-contiguous, i.e. a (C*kh*kw, N*OH*OW) matrix. Images
-are (N, C, H, W) arrays; those made here are channel-major in memory ((C, N, H, W) transposed),
-as the GEMMs write them. With the
+Column layout: (C, kh, kw, N, OH, OW), C-contiguous, i.e. a (C*kh*kw, N*OH*OW) matrix. With the
 channel axis first, the columns of group g are the contiguous block `cols.reshape(G, K/G, N*P)[g]`,
 so a grouped convolution is one batched matmul over groups, and an ungrouped one a single GEMM.
+
+Images are (N, C, H, W) arrays; those made here are channel-major in memory (a (C, N, H, W)
+buffer seen transposed), as the GEMMs write them.
 
 `pads` is always (top, bottom, left, right); stride and dilation are pairs.
 Every function works on NumPy and CuPy arrays (only slicing, reshape, matmul, zeros/empty_like).
