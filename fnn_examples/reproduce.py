@@ -37,7 +37,7 @@ EXPERIMENTS = [
     ("fashion_zoo", "test accuracy: LeNet / VGG / ResNet-18 / ViT", lambda r: _per_model(r, ZOO),
      "", "best >= 93.5%"),
     ("classic_cnns", "test accuracy: AlexNet / NiN / GoogLeNet / DenseNet",
-     lambda r: _per_model(r, ("alexnet", "nin", "googlenet", "densenet")), "", ""),
+     lambda r: _per_model(r, CLASSIC), "", ""),
     ("image_retrieval", "precision@5 (L1 / L2 / cosine); unknown-class AUROC (L2)",
      lambda r: " / ".join(_format(r.get(f"precision_at_5_{m}", "—")) for m in ("l1", "l2", "cosine"))
      + f"; {_format(r.get('auroc_l2', '—'))}", "", ""),
@@ -49,6 +49,10 @@ EXPERIMENTS = [
      "", "below the unigram's"),
 ]
 ZOO = ("lenet", "vgg", "resnet18", "vit")
+CLASSIC = ("alexnet", "nin", "googlenet", "densenet")
+# The experiments with one figure per model, and their models in the table's order (a model not
+# yet trained shows a dash in every column).
+PER_MODEL = {"mnist_zoo": ZOO, "fashion_zoo": ZOO, "classic_cnns": CLASSIC}
 
 # Experiments whose per-model table (configurations, parameter counts) RESULTS.md also shows.
 DETAILS = {"mnist_zoo": "zoo.md", "fashion_zoo": "zoo.md", "classic_cnns": "classic_cnns.md"}
@@ -125,7 +129,7 @@ def main(argv=None) -> None:
         ours = key(result) if callable(key) else _format(result.get(key, "—"))
         epochs = result.get("epochs", "—")
         spe_text = f"{spe:.1f}" if isinstance(spe, float) else (f"({seconds:.0f} s in all)" if seconds else "—")
-        models = result.get("models")
+        models = PER_MODEL.get(name) if result.get("models") else None
         if "epochs" not in result and models:  # a zoo: one figure per model, in the table's order
             epochs = " / ".join(str(result.get(f"{m}_epochs", "—")) for m in models)
             spe_text = " / ".join(_format_seconds(result.get(f"{m}_seconds_per_epoch")) for m in models)

@@ -28,3 +28,18 @@ def test_table_only_reads_the_result_files(tmp_path):
     assert "— / — / — / —" in fashion  # not run: no figures invented
     assert "linear_regression" not in text  # --only
     assert "\n## MNIST: the model zoo\n" in text and "| lenet | 61,706 |" in text  # the per-model table
+
+
+def test_a_zoo_with_a_model_still_training_shows_dashes_in_its_place(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "fashion_zoo").mkdir(parents=True)
+    result = {"models": ["lenet", "vgg", "vit"]}  # ResNet-18 not finished yet
+    for m, acc, epochs, seconds in (("lenet", 0.9051, 20, 10.0), ("vgg", 0.9305, 20, 90.3),
+                                    ("vit", 0.8955, 20, 276.1)):
+        result.update({f"{m}_test_accuracy": acc, f"{m}_epochs": epochs, f"{m}_seconds_per_epoch": seconds})
+    (runs / "fashion_zoo" / "result.json").write_text(json.dumps(result))
+    out = tmp_path / "RESULTS.md"
+    reproduce.main(["--table-only", "--out", str(runs), "--results", str(out), "--only", "fashion_zoo"])
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| `fashion_zoo`"))
+    assert "90.51% / 93.05% / — / 89.55%" in row
+    assert "| 20 / 20 / — / 20 | 10.0 / 90.3 / — / 276.1 |" in row  # every column in the same order
