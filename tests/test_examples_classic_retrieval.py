@@ -60,7 +60,7 @@ def test_first_conv_kernels_of_every_model():
     import fnn
     from fnn_examples import classic_cnns
 
-    args = argparse.Namespace(**classic_cnns.QUICK, densenet_stem_pool=True)
+    args = argparse.Namespace(**classic_cnns.QUICK, densenet_stem_pool=True, nin_final_relu=False)
     x = np.zeros((2, 1, 28, 28), np.float32)
     for name in classic_cnns.MODELS:
         model, _ = classic_cnns.build(name, args)

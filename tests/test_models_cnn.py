@@ -40,6 +40,23 @@ def test_other_parameter_counts():
     assert nn.count_params(state) == 2 * 4224 and nn.count_params(params) == 138_365_992
 
 
+def test_nin_final_relu_option():
+    """Without the last block's ReLU the parameters are the same and the logits may be negative;
+    with it (d2l's and the paper's NiN) they never are."""
+    x = np.random.default_rng(0).standard_normal((8, 1, 28, 28)).astype(np.float32)
+    with_relu = models.nin(10, 1, small_input=True, width_multiplier=1 / 8)
+    linear = models.nin(10, 1, small_input=True, width_multiplier=1 / 8, final_relu=False)
+    params, state = with_relu.init(random.key(3), x)
+    linear_params, _ = linear.init(random.key(3), x)
+    assert tree.structure(linear_params) == tree.structure(params)
+    logits, _ = with_relu.apply(params, state, x)
+    linear_logits, _ = linear.apply(params, state, x)
+    assert np.all(logits >= 0)
+    assert np.any(linear_logits < 0)
+    # the same convolutions: averaging after the ReLU gives at least the ReLU of the average
+    assert np.all(logits >= np.maximum(linear_logits, 0) - 1e-6)
+
+
 def test_torchvision_names_and_shapes():
     params, _ = models.alexnet().init_shapes(IMAGENET)
     assert params["features"]["0"]["w"].shape == (64, 3, 11, 11)
