@@ -129,9 +129,11 @@ def main(argv=None) -> None:
         ours = key(result) if callable(key) else _format(result.get(key, "—"))
         epochs = result.get("epochs", "—")
         spe_text = f"{spe:.1f}" if isinstance(spe, float) else (f"({seconds:.0f} s in all)" if seconds else "—")
-        models = PER_MODEL.get(name) if result.get("models") else None
-        if "epochs" not in result and models:  # a zoo: one figure per model, in the table's order
-            epochs = " / ".join(str(result.get(f"{m}_epochs", "—")) for m in models)
+        models = PER_MODEL.get(name, ())
+        if any(f"{m}_seconds_per_epoch" in result for m in models):
+            # several models: one figure per model, in the table's order (epochs too, unless shared)
+            if "epochs" not in result:
+                epochs = " / ".join(str(result.get(f"{m}_epochs", "—")) for m in models)
             spe_text = " / ".join(_format_seconds(result.get(f"{m}_seconds_per_epoch")) for m in models)
         rows.append({"name": name, "what": what, "ours": ours,
                      "reference": reference, "target": target, "epochs": epochs,

@@ -43,3 +43,18 @@ def test_a_zoo_with_a_model_still_training_shows_dashes_in_its_place(tmp_path):
     row = next(line for line in out.read_text().splitlines() if line.startswith("| `fashion_zoo`"))
     assert "90.51% / 93.05% / — / 89.55%" in row
     assert "| 20 / 20 / — / 20 | 10.0 / 90.3 / — / 276.1 |" in row  # every column in the same order
+
+
+def test_classic_cnns_share_their_epochs_and_show_seconds_per_model(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "classic_cnns").mkdir(parents=True)
+    result = {"epochs": 5, "alexnet_test_accuracy": 0.8978, "nin_test_accuracy": 0.7818,
+              "googlenet_test_accuracy": 0.9223, "densenet_test_accuracy": 0.9133,
+              "alexnet_seconds_per_epoch": 88.4, "nin_seconds_per_epoch": 125.9,
+              "googlenet_seconds_per_epoch": 321.7, "densenet_seconds_per_epoch": 124.7}
+    (runs / "classic_cnns" / "result.json").write_text(json.dumps(result))
+    out = tmp_path / "RESULTS.md"
+    reproduce.main(["--table-only", "--out", str(runs), "--results", str(out), "--only", "classic_cnns"])
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| `classic_cnns`"))
+    assert "89.78% / 78.18% / 92.23% / 91.33%" in row
+    assert row.endswith("| 5 | 88.4 / 125.9 / 321.7 / 124.7 |")
