@@ -54,8 +54,24 @@ CLASSIC = ("alexnet", "nin", "googlenet", "densenet")
 # yet trained shows a dash in every column).
 PER_MODEL = {"mnist_zoo": ZOO, "fashion_zoo": ZOO, "classic_cnns": CLASSIC}
 
-# Experiments whose per-model table (configurations, parameter counts) RESULTS.md also shows.
-DETAILS = {"mnist_zoo": "zoo.md", "fashion_zoo": "zoo.md", "classic_cnns": "classic_cnns.md"}
+# Experiments whose details RESULTS.md also shows: the zoos' per-model tables (configurations,
+# parameter counts), BERT's filled-in test sentences, the GPT's sampled text.
+DETAILS = {"mnist_zoo": "zoo.md", "fashion_zoo": "zoo.md", "classic_cnns": "classic_cnns.md",
+           "bert_mlm": "fill_ins.md", "tiny_gpt": "samples.md"}
+DETAIL_TITLES = {"bert_mlm": "bert_mlm: masked test sentences filled in"}
+
+
+def _as_section(name: str, markdown: str) -> str:
+    """An experiment's details file as a section of RESULTS.md: every heading one level down
+    (outside code blocks), under a heading of its own when the file has none."""
+    lines, in_code = [], False
+    for line in markdown.strip().splitlines():
+        if line.startswith("```"):
+            in_code = not in_code
+        lines.append("#" + line if line.startswith("#") and not in_code else line)
+    if not lines or not lines[0].startswith("## "):
+        lines = [f"## {DETAIL_TITLES.get(name, name)}", "", *lines]
+    return "\n".join(lines)
 
 
 def _per_model(result: dict, models: tuple) -> str:
@@ -141,8 +157,8 @@ def main(argv=None) -> None:
     details = []
     for row in rows:
         table_file = Path(args.out) / row["name"] / DETAILS.get(row["name"], "-")
-        if table_file.is_file():  # its heading one level down, under this file's
-            details += ["", "#" + table_file.read_text(encoding="utf-8").strip()]
+        if table_file.is_file():
+            details += ["", _as_section(row["name"], table_file.read_text(encoding="utf-8"))]
     text = "\n".join([
         "# Results", "",
         "Every experiment at full size, run by `python -m fnn_examples.reproduce` (outputs under `runs/`).",

@@ -58,3 +58,19 @@ def test_classic_cnns_share_their_epochs_and_show_seconds_per_model(tmp_path):
     row = next(line for line in out.read_text().splitlines() if line.startswith("| `classic_cnns`"))
     assert "89.78% / 78.18% / 92.23% / 91.33%" in row
     assert row.endswith("| 5 | 88.4 / 125.9 / 321.7 / 124.7 |")
+
+
+def test_details_files_become_sections_with_their_headings_one_level_down(tmp_path):
+    runs = tmp_path / "runs"
+    (runs / "bert_mlm").mkdir(parents=True)
+    (runs / "tiny_gpt").mkdir(parents=True)
+    (runs / "bert_mlm" / "result.json").write_text(json.dumps({"test_masked_accuracy": 0.17}))
+    (runs / "bert_mlm" / "fill_ins.md").write_text("| masked | answer |\n|---|---|\n| [MASK] king | enter |\n")
+    (runs / "tiny_gpt" / "result.json").write_text(json.dumps({"test_perplexity": 71.5}))
+    (runs / "tiny_gpt" / "samples.md").write_text("# tiny_gpt samples\n\n## Prompt: 'Enter'\n\n```\n# not a heading\n```\n")
+    out = tmp_path / "RESULTS.md"
+    reproduce.main(["--table-only", "--out", str(runs), "--results", str(out), "--only", "bert_mlm", "tiny_gpt"])
+    text = out.read_text()
+    assert "\n## bert_mlm: masked test sentences filled in\n\n| masked | answer |\n" in text
+    assert "\n## tiny_gpt samples\n\n### Prompt: 'Enter'\n" in text
+    assert "\n# not a heading\n" in text  # code blocks are left as they are
