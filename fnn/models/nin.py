@@ -33,6 +33,7 @@ def nin(num_classes: int = 1000, in_channels: int = 3, *, small_input: bool = Fa
 
     `small_input=True` is for 28x28 / 32x32 images: a 3x3 stride-1 first block (pad 1), the same
     pools (32 -> 15 -> 7 -> 3, 28 -> 13 -> 6 -> 2). `width_multiplier` scales 96, 256 and 384.
+
     `final_relu=False` ends the last block in its 1x1 convolution, so the logits may be negative.
     With the ReLU, a class whose last-layer output goes negative for every input has a logit of 0
     and no gradient from then on: it is never predicted again. Narrow NiNs show it (at width x0.25
