@@ -16,13 +16,12 @@ of a sequence costs one (N, T, ...) buffer in the backward pass instead of T of 
 
 from __future__ import annotations
 
-from heapq import heappop, heappush
-from typing import Any, Iterable
+from typing import Any, Iterable, Sequence
 
 import numpy as np
 
 from fnn.backend import module_for_type
-from fnn.autodiff.tracer import ArgSpec, Box, Node, Parts, Primitive, defvjp, primitive, strip
+from fnn.autodiff.tracer import ArgSpec, Box, Node, Parts, Primitive, defvjp, primitive, start_node, strip
 
 __all__ = ["backward_pass", "Scattered", "sum_to_shape", "broadcast_to", "cast", "add_cotangents",
            "zeros_like_value", "shape_of", "dtype_of"]
@@ -109,6 +108,7 @@ def fit_to(g: Any, x: Any) -> Any:
 
 
 _FULL = slice(None)
+_NDARRAY = np.ndarray
 
 
 def _array_type(x: Any) -> type:
@@ -136,9 +136,9 @@ class Scattered:
         return out
 
     def _stacked(self) -> Any:
-        """The pieces stacked in one call when they are `x[:, t]` (or `x[:, :, t]`, ...) for every
-        t once (the slices a loop over time reads), else None: one copy instead of zeros plus T
-        scatter-adds."""
+        """The pieces written into one fresh array when they are `x[:, t]` (or `x[:, :, t]`,
+        ...) for every t once (the slices a loop over time reads), else None: one buffer filled
+        slice by slice instead of zeros plus T scatter-adds."""
         pieces = self.pieces
         like = self.like
         shape = like.shape
@@ -148,23 +148,23 @@ class Scattered:
             return None
         axis = len(first) - 1
         n = len(pieces)
-        ordered = [None] * n
         dtype = like.dtype
+        for s in first[:axis]:
+            if s != _FULL:
+                return None
+        seen = bytearray(n)
         for idx, values in pieces:
-            if type(idx) is not tuple or len(idx) != axis + 1:
+            if type(idx) is not tuple or len(idx) != axis + 1 or idx[:axis] != first[:axis]:
                 return None
             t = idx[axis]
-            if type(t) is not int or not -n <= t < n or getattr(values, "dtype", None) != dtype:
-                return None
-            for s in idx[:axis]:
-                if s != _FULL:
-                    return None
-            if ordered[t] is not None:
-                return None  # a slice read twice: the general path adds the pieces
-            ordered[t] = values
-        stack = np.stack if type(like) is np.ndarray else module_for_type(_array_type(like)).stack
-        out = stack(ordered, axis=axis)
-        return out if out.shape == shape else None
+            if type(t) is not int or not -n <= t < n or seen[t] or getattr(values, "dtype", None) != dtype:
+                return None  # (a slice read twice: the general path adds the pieces)
+            seen[t] = 1
+        empty = np.empty if type(like) is np.ndarray else module_for_type(_array_type(like)).empty
+        out = empty(shape, dtype)
+        for idx, values in pieces:
+            out[idx] = values  # every element is written: each t once, each slice full
+        return out
 
     def added_to(self, other: Any) -> Any:
         """other + self, for a plain array `other`, in a fresh array."""
@@ -193,81 +193,94 @@ def _accumulate(old: Any, new: Any) -> Any:
     return old + new  # both fitted to the same argument: same shape, dtype and device
 
 
-def backward_pass(roots: Iterable[tuple[Node, Any]], retain: bool = False) -> dict[Node, Any]:
-    """Propagate cotangents from `(node, cotangent)` roots; return the cotangents of start nodes.
+def backward_pass(roots: Iterable[tuple[Node, Any]], tape: list, starts: Sequence[Node | None],
+                  retain: bool = False) -> list:
+    """Propagate cotangents from `(node, cotangent)` roots back through `tape` (the nodes of one
+    trace, oldest first); return the cotangent of each of `starts` (None where none arrived).
 
-    Nodes are processed newest first: a heap on `Node.order` holds the nodes that have received
-    a cotangent. Every consumer of a node is newer than the node, so when a node is popped all
-    its cotangents have arrived, and no pass over the graph has to count consumers beforehand.
-    Unless `retain`, each node drops its residuals right after use, so memory is released as the
-    pass goes; a pass that may be run again (a `vjp` function) keeps them.
+    The tape is walked newest first, a topological order: every consumer of a node was made
+    after it, so when the walk reaches a node, all its cotangents have arrived in its `cotangent`
+    slot. Nodes that received none (not on a path to the roots) are passed over. Unless
+    `retain`, each node drops its residuals right after use, so memory is released as the pass
+    goes; a pass that may be run again (a `vjp` function) keeps them.
     """
-    cotangents: dict[Node, Any] = {}
-    heap: list = []
     for node, g in roots:
-        old = cotangents.get(node)
-        if old is None:
-            heappush(heap, (node.order, node))
-            cotangents[node] = g
-        else:
-            cotangents[node] = _accumulate(old, g)
+        old = node.cotangent
+        node.cotangent = g if old is None else _accumulate(old, g)
     del roots
-
-    starts: dict[Node, Any] = {}
-    while heap:
-        node = heappop(heap)[1]
-        g = cotangents.pop(node)
-        if type(g) is Scattered:
-            g = g.dense()
-        parents = node.parents
-        if not parents:
-            starts[node] = g
-            continue
-        prim = node.prim
-        args = node.args
-        if type(prim) is Primitive and not prim.multiple_results:
-            # The common node: call its rules here, one per traced argument, rather than through
-            # prim.backward (a call and a list fewer per node).
-            ans, kwargs, vjps = node.ans, node.kwargs, prim.vjps
-            grads = []
-            for argnum in node.argnums:
-                rule = vjps.get(argnum)
-                if rule is None:  # variadic primitive: one rule that takes the position
-                    grads.append(prim.argnum_rule(argnum, g, ans, *args, **kwargs))
-                elif kwargs:
-                    grads.append(rule(g, ans, *args, **kwargs))
-                else:
-                    grads.append(rule(g, ans, *args))  # no empty-dict unpacking: most nodes
-            del ans, kwargs
-        else:
-            grads = prim.backward(node, g)
-        for argnum, parent, pg in zip(node.argnums, parents, grads):
-            kind = type(pg)
-            if kind is not Parts and kind is not Scattered:
-                arg = args[argnum]
-                try:  # fit_to's common case (shape and dtype already right), without the call
-                    fitted = pg.shape == arg.shape and pg.dtype == arg.dtype
-                except AttributeError:  # a Python scalar on either side
-                    fitted = False
-                if not fitted:
-                    pg = fit_to(pg, arg)
-                del arg  # the argument may be a large activation: hold it no longer than this
-            old = cotangents.get(parent)
-            if old is None:
-                heappush(heap, (parent.order, parent))
-                cotangents[parent] = pg
+    try:
+        for node in reversed(tape):
+            g = node.cotangent
+            if g is None:
+                continue
+            node.cotangent = None
+            if type(g) is Scattered:
+                g = g.dense()
+            prim = node.prim
+            args = node.args
+            parents = node.parents
+            if type(prim) is Primitive and not prim.multiple_results:
+                # The common node: call its rules here, one per traced argument, rather than
+                # through prim.backward (a call and a list fewer per node).
+                ans, kwargs, vjps = node.ans, node.kwargs, prim.vjps
+                grads = []
+                for argnum in node.argnums:
+                    rule = vjps.get(argnum)
+                    if rule is None:  # variadic primitive: one rule that takes the position
+                        grads.append(prim.argnum_rule(argnum, g, ans, *args, **kwargs))
+                    elif kwargs:
+                        grads.append(rule(g, ans, *args, **kwargs))
+                    else:
+                        grads.append(rule(g, ans, *args))  # no empty-dict unpacking: most nodes
+                del ans, kwargs
             else:
-                cotangents[parent] = _accumulate(old, pg)
-        if not retain:
-            node.args = node.kwargs = node.ans = None
-    return starts
+                grads = prim.backward(node, g)
+            del g
+            for argnum, parent, pg in zip(node.argnums, parents, grads):
+                kind = type(pg)
+                if kind is not Parts and kind is not Scattered:
+                    arg = args[argnum]
+                    try:  # fit_to's common case (shape and dtype already right), without the call
+                        fitted = pg.shape == arg.shape and pg.dtype == arg.dtype
+                    except AttributeError:  # a Python scalar on either side
+                        fitted = False
+                    if not fitted:
+                        pg = fit_to(pg, arg)
+                    del arg  # the argument may be a large activation: hold it no longer than this
+                old = parent.cotangent
+                if old is None:
+                    parent.cotangent = pg
+                elif type(pg) is _NDARRAY and type(old) is _NDARRAY:  # _accumulate's common case
+                    parent.cotangent = old + pg
+                else:
+                    parent.cotangent = _accumulate(old, pg)
+            del grads, pg
+            if not retain:
+                node.args = node.kwargs = node.ans = None
+    except BaseException:
+        for node in tape:  # a failed pass leaves no cotangent behind for the next one
+            node.cotangent = None
+        _take_cotangents(starts)
+        raise
+    return _take_cotangents(starts)
 
 
-def start_node() -> Node:
-    """A node with no parents, standing for one input of a differentiated function."""
-    return Node(None, None, None, None, (), ())
+def _take_cotangents(starts: Sequence[Node | None]) -> list:
+    """The cotangents gathered at `starts`, emptying their slots (for the next pass)."""
+    out = []
+    for node in starts:
+        if node is None:
+            out.append(None)
+            continue
+        g = node.cotangent
+        if g is not None:
+            node.cotangent = None
+            if type(g) is Scattered:
+                g = g.dense()
+        out.append(g)
+    return out
 
 
 def box_input(value: Any, trace: int) -> Box:
     """Wrap an input of a differentiated function for trace `trace` (its node: a start node)."""
-    return Box(value, trace, Node(None, None, None, None, (), ()))
+    return Box(value, trace, start_node())

@@ -18,7 +18,7 @@ from typing import Any, Callable, Sequence
 
 from fnn import tree
 from fnn.autodiff.backward import backward_pass, box_input, fit_to, zeros_like_value
-from fnn.autodiff.tracer import ArgSpec, Box, Node, Parts, box_results, new_trace, strip
+from fnn.autodiff.tracer import ArgSpec, Box, Node, Parts, box_results, end_trace, new_trace, strip
 
 __all__ = ["custom_vjp", "checkpoint", "stop_gradient"]
 
@@ -65,7 +65,7 @@ def _record(rule: Any, top: int, unboxed: list, positions: list, parents: list, 
     out_leaves, out_def = tree.flatten(out)
     rule.out_def = out_def
     node = Node(rule, unboxed, None, tuple(_spec(o) for o in out_leaves), tuple(positions),
-                tuple(parents))
+                tuple(parents), top)
     return tree.unflatten(out_def, list(box_results(out_leaves, top, node)))
 
 
@@ -175,31 +175,34 @@ class _Recompute:
             g.clear()  # consumed: from here on only the inner pass holds the incoming cotangent
         values = node.args
         trace = new_trace()
-        leaves = list(values)
-        starts = []
-        for i in node.argnums:
-            leaves[i] = box_input(values[i], trace)
-            starts.append(leaves[i]._node)
-        args, kwargs = tree.unflatten(self.in_def, leaves)
-        del leaves
-        out_leaves, out_def = tree.flatten(self.fun(*args, **kwargs))
-        del args, kwargs
+        try:
+            leaves = list(values)
+            starts = []
+            for i in node.argnums:
+                leaves[i] = box_input(values[i], trace)
+                starts.append(leaves[i]._node)
+            args, kwargs = tree.unflatten(self.in_def, leaves)
+            del leaves
+            out_leaves, out_def = tree.flatten(self.fun(*args, **kwargs))
+            del args, kwargs
+        finally:
+            tape = end_trace(trace)
         if out_def != self.out_def:
             raise ValueError(f"fnn.checkpoint({self.name}): the recomputation returned structure "
                              f"{out_def}, but the first call returned {self.out_def}; the function "
                              "must be deterministic")
         roots = [(o._node, c) for o, c in zip(out_leaves, cot) if type(o) is Box and o._trace == trace]
         del out_leaves, cot
-        found = {}
+        found = [None] * len(starts)
         if roots:
             # Handed over as an iterator, so the cotangents are dropped once the pass has used them.
             it = iter(roots)
             del roots
-            found = backward_pass(it)
+            found = backward_pass(it, tape, starts)
             del it
+        del tape
         grads = []
-        for i, start in zip(node.argnums, starts):
-            gi = found.get(start)
+        for i, gi in zip(node.argnums, found):
             grads.append(zeros_like_value(values[i]) if gi is None else fit_to(gi, values[i]))
         return grads
 

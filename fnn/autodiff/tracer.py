@@ -25,6 +25,8 @@ __all__ = [
     "defvjp",
     "defvjp_argnum",
     "new_trace",
+    "end_trace",
+    "start_node",
     "NoGradientError",
     "is_traced",
     "any_traced",
@@ -41,35 +43,65 @@ class NoGradientError(TypeError):
 
 _trace_ids = itertools.count(1)
 
+# The tape of each trace being recorded: its nodes in the order they were made. A node's parents
+# are made before it, so the reversed tape is a topological order for the backward pass, which
+# walks it instead of searching the graph.
+_TAPES: dict[int, list] = {}
+
+
+class _NoTape:
+    """Where nodes go when their trace is not recording (it has ended: a box leaked out of the
+    function, e.g. into a global, and is used later). No backward pass will read them."""
+
+    __slots__ = ()
+
+    def append(self, node: "Node") -> None:
+        pass
+
+
+_NO_TAPE = _NoTape()
+NO_TRACE = 0  # the trace of start nodes, which need no place on a tape (see `start_node`)
+
 
 def new_trace() -> int:
-    """A fresh trace id, larger than every id handed out before (inner traces are newer)."""
-    return next(_trace_ids)
+    """Start recording a trace: a fresh id, larger than every id handed out before (inner traces
+    are newer), with an empty tape. Every `new_trace` needs its `end_trace`."""
+    trace = next(_trace_ids)
+    _TAPES[trace] = []
+    return trace
 
 
-_node_order = itertools.count(0, -1)  # 0, -1, -2, ...: newer nodes sort first
+def end_trace(trace: int) -> list:
+    """Stop recording `trace`; return its tape (the nodes recorded under it, oldest first)."""
+    return _TAPES.pop(trace, [])
 
 
 class Node:
     """One recorded primitive application: what the backward pass needs to reach its inputs.
 
     `args`, `kwargs` and `ans` are the residuals handed to the VJP rules; the backward pass drops
-    them as soon as the node has been processed (unless the caller will run it again). `order`
-    counts nodes as they are made, and is negative: a node's parents exist before it, so they
-    have larger `order`, and processing nodes by increasing `order` (newest first) is a
-    topological order for the backward pass.
+    them as soon as the node has been processed (unless the caller will run it again). A node
+    puts itself on the tape of its trace. `cotangent` is where the backward pass gathers the
+    cotangent of the node's output (None: none yet).
     """
 
-    __slots__ = ("prim", "args", "kwargs", "ans", "argnums", "parents", "order")
+    __slots__ = ("prim", "args", "kwargs", "ans", "argnums", "parents", "cotangent")
 
-    def __init__(self, prim, args, kwargs, ans, argnums, parents):
+    def __init__(self, prim, args, kwargs, ans, argnums, parents, trace):
         self.prim = prim
         self.args = args
         self.kwargs = kwargs
         self.ans = ans
         self.argnums = argnums
         self.parents = parents
-        self.order = next(_node_order)
+        self.cotangent = None
+        _TAPES.get(trace, _NO_TAPE).append(self)
+
+
+def start_node() -> Node:
+    """A node with no parents, standing for one input of a differentiated function. It is on no
+    tape: the backward pass leaves the input's cotangent in its `cotangent` slot."""
+    return Node(None, None, None, None, (), (), NO_TRACE)
 
 
 class ArgSpec:
@@ -205,6 +237,9 @@ class Primitive:
         # traced arguments is cached: (argument positions to keep or None for all, keep ans?).
         self.reads: dict[int, tuple] | None = None
         self._plans: dict[tuple, tuple] = {}
+        # The same for the one- and two-argument nodes of bind1/bind2, by their mask (see
+        # `_record`): (traced positions, positions to drop, keep ans?), None until first needed.
+        self._mask_plans: list = [None] * 8
         self.__doc__ = getattr(fun, "__doc__", None)
         self.__wrapped__ = fun
 
@@ -329,16 +364,16 @@ def bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
     if not argnums:
         return ans
     if prim.multiple_results and res is None:
-        return box_results(ans, top, Node(prim, unboxed, kwargs, ans, argnums, parents))
+        return box_results(ans, top, Node(prim, unboxed, kwargs, ans, argnums, parents, top))
     if not _is_differentiable(ans):
         return ans
     if prim.reads is None:
-        return Box(ans, top, Node(prim, unboxed, kwargs, ans if res is None else res, argnums, parents))
+        return Box(ans, top, Node(prim, unboxed, kwargs, ans if res is None else res, argnums, parents, top))
     # the plan key: the traced positions, then minus the argument count
     keep_ans = _drop_unread(prim, (*argnums, -i), argnums, unboxed)
     if res is None:
         res = ans if keep_ans else None  # else the residuals stand in for ans
-    return Box(ans, top, Node(prim, unboxed, kwargs, res, argnums, parents))
+    return Box(ans, top, Node(prim, unboxed, kwargs, res, argnums, parents, top))
 
 
 def _drop_unread(prim: Primitive, key: tuple, argnums: Any, values: list) -> bool:
@@ -359,17 +394,36 @@ def _drop_unread(prim: Primitive, key: tuple, argnums: Any, values: list) -> boo
 
 
 _NO_KWARGS: dict = {}
-_KEYS = {1: (0, -1), 3: (0, -2), 5: (1, -2), 7: (0, 1, -2)}  # plan keys of one/two-argument nodes
-_ARGNUMS = {1: (0,), 3: (0,), 5: (1,), 7: (0, 1)}
+_ARGNUMS = {1: (0,), 3: (0,), 5: (1,), 7: (0, 1)}  # traced positions of one/two-argument nodes
+
+
+def _mask_plan(prim: Primitive, mask: int) -> tuple:
+    """The plan of a bind1/bind2 node of `prim` with `mask` (see `_record`), made and cached."""
+    argnums = _ARGNUMS[mask]
+    drop, keep_ans = prim.residual_plan(argnums, 1 if mask == 1 else 2)
+    plan = prim._mask_plans[mask] = (argnums, drop, keep_ans)
+    return plan
 
 
 def _record(prim: Primitive, top: int, ans: Any, values: list, mask: int, parents: tuple) -> Any:
-    """The tail of bind1/bind2: box `ans` with a node, dropping the values no rule reads."""
-    if not _is_differentiable(ans):
+    """The tail of bind1/bind2: box `ans` with a node, dropping the values no rule reads (as
+    `_drop_unread` does, with the plan looked up by `mask`: 1 for bind1's one argument; for
+    bind2's two, 1 plus 2 if x is differentiated plus 4 if y is)."""
+    dtype = getattr(ans, "dtype", None)
+    if dtype is None:
+        if not _is_differentiable(ans):
+            return ans
+    elif dtype.kind not in "fc":
         return ans
-    argnums = _ARGNUMS[mask]
-    keep_ans = _drop_unread(prim, _KEYS[mask], argnums, values)
-    return Box(ans, top, Node(prim, values, _NO_KWARGS, ans if keep_ans else None, argnums, parents))
+    plan = prim._mask_plans[mask] or _mask_plan(prim, mask)
+    argnums, drop, keep_ans = plan
+    for j in drop:
+        a = values[j]
+        dt = getattr(a, "dtype", None)
+        if dt is not None and dt.kind in "fc":
+            values[j] = _SPECS.get((a.shape, dt, type(a))) or _spec_of(a, dt)
+    return Box(ans, top, Node(prim, values, _NO_KWARGS, ans if keep_ans else None, argnums, parents,
+                              top))
 
 
 # The unrolled binders below serve the common nodes (one result, no residual function, declared
@@ -394,7 +448,7 @@ def bind2(prim: Primitive, top: int, x: Any, y: Any) -> Any:
     if prim.fwd is not None or prim.multiple_results or prim.reads is None:
         return bind(prim, top, (x, y), _NO_KWARGS)
     vjps = prim.vjps
-    mask = 1  # 1, plus 2 if x is differentiated, plus 4 if y is (the keys of _KEYS and _ARGNUMS)
+    mask = 1  # 1, plus 2 if x is differentiated, plus 4 if y is (see `_record`)
     if type(x) is Box:
         if x._trace != top:
             return bind(prim, top, (x, y), _NO_KWARGS)
@@ -472,7 +526,7 @@ def box_results(results, top: int, node: Node) -> tuple:
     out = []
     for i, r in enumerate(results):
         if _is_differentiable(r):
-            out.append(Box(r, top, Node(_SELECT, (), i, r, (0,), (node,))))
+            out.append(Box(r, top, Node(_SELECT, (), i, r, (0,), (node,), top)))
         else:
             out.append(r)
     return tuple(out)
@@ -534,6 +588,7 @@ def defvjp(prim: Primitive, *rules: Callable | None, argnums: tuple[int, ...] | 
             prim.reads = prim.reads or {}
             prim.reads[i] = _check_reads(prim, None if reads is None else reads[k])
     prim._plans.clear()
+    prim._mask_plans[:] = [None] * 8
 
 
 def defvjp_argnum(prim: Primitive, rule: Callable, reads: Any = None) -> None:
@@ -547,3 +602,4 @@ def defvjp_argnum(prim: Primitive, rule: Callable, reads: Any = None) -> None:
         prim.reads = prim.reads or {}
         prim.reads["*"] = _check_reads(prim, reads)
     prim._plans.clear()
+    prim._mask_plans[:] = [None] * 8

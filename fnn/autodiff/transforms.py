@@ -14,7 +14,7 @@ import numpy as np
 
 from fnn import tree
 from fnn.autodiff.backward import backward_pass, fit_to, zeros_like_value
-from fnn.autodiff.tracer import Box, Node, new_trace, strip
+from fnn.autodiff.tracer import Box, end_trace, new_trace, start_node, strip
 
 __all__ = ["vjp", "grad", "value_and_grad", "jvp", "jacobian", "hessian"]
 
@@ -56,16 +56,10 @@ def _unbox_level(x: Any, trace: int) -> Any:
 _ONE_LEAF = tree.structure(0.0)  # the structure of a single-leaf output
 
 
-def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str,
-         float_argnums: Sequence[int] | None = None):
-    """Run `f(*primals)` under a new trace; return (out, vjp_fn, aux).
-
-    With `float_argnums` (the positions the primals came from), every input leaf must be floating
-    point (grad and value_and_grad); otherwise integer and boolean leaves get zero cotangents.
-    `vjp_fn(cotangent, checked=False)`: `checked=True` skips validating the cotangent's structure
-    (for callers that built it themselves).
-    """
-    trace = new_trace()
+def _trace_call(f: Callable, primals: tuple, has_aux: bool, who: str,
+                float_argnums: Sequence[int] | None, trace: int) -> tuple:
+    """Run `f(*primals)` recording on `trace`; return (out, out_def, the outputs' nodes and
+    values, aux, the input leaves, their start nodes). See `_vjp`."""
     # One walk over the inputs boxes the floating-point leaves (integer and boolean ones get a
     # zero cotangent) and remembers each leaf with its start node, in flatten's order.
     in_leaves: list = []
@@ -75,7 +69,7 @@ def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str,
         in_leaves.append(leaf)
         dtype = getattr(leaf, "dtype", None) if type(leaf) is not Box else None
         if (dtype.kind in "fc") if dtype is not None else _is_float_leaf(leaf):
-            node = Node(None, None, None, None, (), ())  # a start node (as box_input makes)
+            node = start_node()
             starts.append(node)
             return Box(leaf, trace, node)
         starts.append(None)
@@ -110,6 +104,24 @@ def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str,
         out = tree.unflatten(out_def, out_values)
         del out_leaves
     del boxed, result
+    return out, out_def, out_nodes, out_values, aux, in_leaves, starts
+
+
+def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str,
+         float_argnums: Sequence[int] | None = None):
+    """Run `f(*primals)` under a new trace; return (out, vjp_fn, aux).
+
+    With `float_argnums` (the positions the primals came from), every input leaf must be floating
+    point (grad and value_and_grad); otherwise integer and boolean leaves get zero cotangents.
+    `vjp_fn(cotangent, checked=False)`: `checked=True` skips validating the cotangent's structure
+    (for callers that built it themselves).
+    """
+    trace = new_trace()
+    try:
+        out, out_def, out_nodes, out_values, aux, in_leaves, starts = _trace_call(
+            f, primals, has_aux, who, float_argnums, trace)
+    finally:
+        tape = end_trace(trace)
 
     def vjp_fn(cotangent: Any, checked: bool = False) -> tuple:
         if checked and out_def is _ONE_LEAF:
@@ -126,12 +138,11 @@ def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str,
                                      f"{getattr(c, 'shape', ())} but the output leaf has shape "
                                      f"{getattr(o, 'shape', ())}")
         roots = [(n, c) for n, c in zip(out_nodes, cot_leaves) if n is not None]
-        found = backward_pass(roots, retain=retain) if roots else {}
-        pairs = iter(zip(starts, in_leaves))
+        found = backward_pass(roots, tape, starts, retain) if roots else [None] * len(starts)
+        pairs = iter(zip(found, in_leaves))
 
         def grad_leaf(_):
-            node, leaf = next(pairs)
-            g = found.get(node) if node is not None else None
+            g, leaf = next(pairs)
             if g is None:
                 return zeros_like_value(leaf)
             try:

@@ -58,6 +58,9 @@ def _count(x, axis):
     return n
 
 
+_FULL = slice(None)
+
+
 def _swap(m):
     return S.swapaxes(m, -1, -2)
 
@@ -254,7 +257,10 @@ def _concatenate_rule(argnum, g, ans, axis, *arrays):
 
 def _stack_rule(argnum, g, ans, axis, *arrays):
     axis = axis % (len(shape_of(arrays[0])) + 1)
-    return I.getitem(g, (slice(None),) * axis + (argnum - 1,))
+    index = (_FULL,) * axis + (argnum - 1,)
+    # A plain g (first order) is sliced directly: stack's rule runs once per stacked array (50
+    # times for the outputs of a loop over 50 time steps), and a view is all it needs.
+    return g[index] if type(g) is not Box else I.getitem(g, index)
 
 
 def _pad_rule(g, ans, array, pad_width, constant_values=0):
