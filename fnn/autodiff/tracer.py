@@ -82,7 +82,8 @@ class Node:
     `args`, `kwargs` and `ans` are the residuals handed to the VJP rules; the backward pass drops
     them as soon as the node has been processed (unless the caller will run it again). A node
     puts itself on the tape of its trace. `cotangent` is where the backward pass gathers the
-    cotangent of the node's output (None: none yet).
+    cotangent of the node's output (None: none yet). (`_record` builds nodes slot by slot: a new
+    slot goes there too.)
     """
 
     __slots__ = ("prim", "args", "kwargs", "ans", "argnums", "parents", "cotangent")
@@ -394,6 +395,7 @@ def _drop_unread(prim: Primitive, key: tuple, argnums: Any, values: list) -> boo
 
 
 _NO_KWARGS: dict = {}
+_new = object.__new__
 _ARGNUMS = {1: (0,), 3: (0,), 5: (1,), 7: (0, 1)}  # traced positions of one/two-argument nodes
 
 
@@ -409,21 +411,35 @@ def _record(prim: Primitive, top: int, ans: Any, values: list, mask: int, parent
     """The tail of bind1/bind2: box `ans` with a node, dropping the values no rule reads (as
     `_drop_unread` does, with the plan looked up by `mask`: 1 for bind1's one argument; for
     bind2's two, 1 plus 2 if x is differentiated plus 4 if y is)."""
-    dtype = getattr(ans, "dtype", None)
-    if dtype is None:
+    try:
+        if ans.dtype.kind not in "fc":
+            return ans
+    except AttributeError:  # a Python scalar
         if not _is_differentiable(ans):
             return ans
-    elif dtype.kind not in "fc":
-        return ans
-    plan = prim._mask_plans[mask] or _mask_plan(prim, mask)
-    argnums, drop, keep_ans = plan
+    argnums, drop, keep_ans = prim._mask_plans[mask] or _mask_plan(prim, mask)
     for j in drop:
         a = values[j]
-        dt = getattr(a, "dtype", None)
+        dt = getattr(a, "dtype", None)  # (None: a Python scalar, an index, a shape: kept as is)
         if dt is not None and dt.kind in "fc":
             values[j] = _SPECS.get((a.shape, dt, type(a))) or _spec_of(a, dt)
-    return Box(ans, top, Node(prim, values, _NO_KWARGS, ans if keep_ans else None, argnums, parents,
-                              top))
+    # Node(...) and Box(...) spelled out: object creation plus slot stores, without the two
+    # __init__ calls (each a Python frame entered from C), which this, the per-node hot path of
+    # a loop over time steps, would pay hundreds of times per step.
+    node = _new(Node)
+    node.prim = prim
+    node.args = values
+    node.kwargs = _NO_KWARGS
+    node.ans = ans if keep_ans else None
+    node.argnums = argnums
+    node.parents = parents
+    node.cotangent = None
+    _TAPES.get(top, _NO_TAPE).append(node)
+    box = _new(Box)
+    box._value = ans
+    box._trace = top
+    box._node = node
+    return box
 
 
 # The unrolled binders below serve the common nodes (one result, no residual function, declared

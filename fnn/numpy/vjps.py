@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from fnn.autodiff.backward import Scattered, shape_of, zeros_like_value
-from fnn.autodiff.tracer import Box, any_traced, defvjp, defvjp_argnum, strip
+from fnn.autodiff.tracer import Box, defvjp, defvjp_argnum, strip
 from fnn.numpy import contractions as C
 from fnn.numpy import elementwise as E
 from fnn.numpy import indexing as I
@@ -126,7 +126,8 @@ defvjp(E.arctan2,
 defvjp(E.hypot, lambda g, ans, x, y: safe_divide(g * x, ans), lambda g, ans, x, y: safe_divide(g * y, ans), reads=[(0, "ans"), (1, "ans")])
 defvjp(E.sinh, lambda g, ans, x: g * cosh(x), reads=[(0,)])
 defvjp(E.cosh, lambda g, ans, x: g * sinh(x), reads=[(0,)])
-defvjp(E.tanh, lambda g, ans, x: g * (1.0 - ans * ans), reads=[("ans",)])
+# g * (1 - ans**2), as g - g * ans * ans: three array operations and no scalar to convert
+defvjp(E.tanh, lambda g, ans, x: g - g * ans * ans, reads=[("ans",)])
 defvjp(E.arcsinh, lambda g, ans, x: g / sqrt(x * x + 1.0), reads=[(0,)])
 defvjp(E.arccosh, lambda g, ans, x: safe_divide(g, sqrt(x * x - 1.0)), reads=[(0,)])
 defvjp(E.arctanh, lambda g, ans, x: safe_divide(g, 1.0 - x * x), reads=[(0,)])
@@ -301,8 +302,10 @@ defvjp(S.pad_constant, _pad_rule, None, _pad_value_rule, reads=[(), None, ()])
 
 # --- indexing -------------------------------------------------------------------------------------
 
-def _scatter_into_zeros(g, x, idx):
-    if not any_traced(g):  # first order: pieces, summed into one buffer by the backward pass
+def _scatter_into_zeros(g, ans, x, idx):
+    """x[idx]'s rule: first order, a piece that the backward pass sums into one buffer with the
+    other pieces for x; higher order, a (differentiable) scatter-add into zeros."""
+    if type(g) is not Box:
         return Scattered(x, idx, g, I.add_at)
     return I.index_add(zeros_like_value(x), idx, g)
 
@@ -333,7 +336,7 @@ def _index_multiply_v(g, ans, x, idx, v):
     return gx * S.reshape(R.prod(I.getitem(v_ext, others), axis=1), shape_of(gx))
 
 
-defvjp(I.getitem, lambda g, ans, x, idx: _scatter_into_zeros(g, x, idx), None, reads=[(), None])
+defvjp(I.getitem, _scatter_into_zeros, None, reads=[(), None])
 defvjp(I.index_add, lambda g, ans, x, idx, v: g, None, lambda g, ans, x, idx, v: I.getitem(g, idx), reads=[(), None, ()])
 defvjp(I.index_set, lambda g, ans, x, idx, v: I.index_set(g, idx, 0.0), None,
        lambda g, ans, x, idx, v: I.getitem(g, idx), reads=[(), None, ()])
@@ -366,8 +369,9 @@ def _dot_b(g, ans, a, b):
 # cost more than a small product itself.
 
 def _matmul_a(g, ans, a, b):
-    if type(g) is not Box and type(b) is not Box and getattr(b, "ndim", 0) >= 2 and len(shape_of(a)) >= 2:
-        return g @ b.swapaxes(-1, -2)
+    b_nd = getattr(b, "ndim", 0)
+    if type(g) is not Box and type(b) is not Box and b_nd >= 2 and getattr(a, "ndim", 0) >= 2:
+        return g @ (b.T if b_nd == 2 else b.swapaxes(-1, -2))
     if len(shape_of(b)) == 1:
         return g * b if len(shape_of(a)) == 1 else S.expand_dims(g, -1) * b
     if len(shape_of(a)) == 1:
@@ -376,8 +380,9 @@ def _matmul_a(g, ans, a, b):
 
 
 def _matmul_b(g, ans, a, b):
-    if type(g) is not Box and type(a) is not Box and getattr(a, "ndim", 0) >= 2 and len(shape_of(b)) >= 2:
-        return a.swapaxes(-1, -2) @ g
+    a_nd = getattr(a, "ndim", 0)
+    if type(g) is not Box and type(a) is not Box and a_nd >= 2 and getattr(b, "ndim", 0) >= 2:
+        return (a.T if a_nd == 2 else a.swapaxes(-1, -2)) @ g
     if len(shape_of(a)) == 1:
         return g * a if len(shape_of(b)) == 1 else S.expand_dims(a, -1) * S.expand_dims(g, -2)
     if len(shape_of(b)) == 1:
