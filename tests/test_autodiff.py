@@ -177,6 +177,45 @@ def test_primitive_and_defvjp_and_its_second_derivative():
     np.testing.assert_allclose(second, sig * (1 - sig))
 
 
+def _weighted_sum_primitive(name):
+    """sum_k (k + 1) * xs[k], as a variadic primitive."""
+    return fnn.primitive(lambda *xs: sum((k + 1) * x for k, x in enumerate(xs)), name=name)
+
+
+def test_defvjp_argnum_one_call_per_position_or_together():
+    xs = [np.full(3, float(k)) for k in range(4)]
+    calls = {"each": 0, "together": 0}
+
+    each = _weighted_sum_primitive("each")
+
+    def each_rule(argnum, g, ans, *xs):
+        calls["each"] += 1
+        return g * float(argnum + 1)
+
+    fnn.defvjp_argnum(each, each_rule, reads=())
+
+    together = _weighted_sum_primitive("together")
+
+    def together_rule(argnums, g, ans, *xs):
+        calls["together"] += 1
+        return [g * float(i + 1) for i in argnums]
+
+    fnn.defvjp_argnum(together, together_rule, reads=(), together=True)
+
+    for prim in (each, together):
+        grads = fnn.grad(lambda *xs: fnp.sum(fnp.sin(prim(*xs))), argnums=(0, 1, 2, 3))(*xs)
+        cos = np.cos(sum((k + 1) * x for k, x in enumerate(xs)))
+        for k, g in enumerate(grads):
+            np.testing.assert_allclose(g, (k + 1) * cos)
+    assert calls == {"each": 4, "together": 1}
+    # only the traced positions are asked for, in order
+    seen = []
+    fnn.defvjp_argnum(together, lambda argnums, g, ans, *xs: seen.append(argnums) or [g] * len(argnums),
+                      reads=(), together=True)
+    fnn.grad(lambda a, b: fnp.sum(together(a, 2.0 * np.ones(3), b)), argnums=(0, 1))(xs[0], xs[1])
+    assert [list(a) for a in seen] == [[0, 2]]
+
+
 def test_residuals_are_released_during_the_backward_pass():
     refs = {}
 

@@ -256,6 +256,9 @@ def backward_pass(roots: Iterable[tuple[Node, Any]], tape: list, starts: Sequenc
                 for argnum in node.argnums:
                     rule = vjps.get(argnum)
                     if rule is None:  # variadic primitive: one rule that takes the position
+                        if prim.argnum_rule_together:  # ... or all positions at once
+                            grads = prim.argnum_rule(node.argnums, g, ans, *args, **kwargs)
+                            break
                         grads.append(prim.argnum_rule(argnum, g, ans, *args, **kwargs))
                     elif kwargs:
                         grads.append(rule(g, ans, *args, **kwargs))

@@ -233,6 +233,7 @@ class Primitive:
         self.name = name or getattr(fun, "__qualname__", None) or getattr(fun, "__name__", repr(fun))
         self.vjps: dict[int, Callable | None] = {}
         self.argnum_rule: Callable | None = None
+        self.argnum_rule_together = False  # see defvjp_argnum
         self.multiple_results = multiple_results
         # What each rule reads (see defvjp's `reads`); None: everything. The plan per set of
         # traced arguments is cached: (argument positions to keep or None for all, keep ans?).
@@ -301,6 +302,8 @@ class Primitive:
         for i in node.argnums:
             rule = vjps.get(i)
             if rule is None:  # variadic primitive: one rule that takes the position
+                if self.argnum_rule_together:
+                    return self.argnum_rule(node.argnums, g, ans, *args, **kwargs)
                 out.append(self.argnum_rule(i, g, ans, *args, **kwargs))
             else:
                 out.append(rule(g, ans, *args, **kwargs))
@@ -607,13 +610,17 @@ def defvjp(prim: Primitive, *rules: Callable | None, argnums: tuple[int, ...] | 
     prim._mask_plans[:] = [None] * 8
 
 
-def defvjp_argnum(prim: Primitive, rule: Callable, reads: Any = None) -> None:
+def defvjp_argnum(prim: Primitive, rule: Callable, reads: Any = None, together: bool = False) -> None:
     """Register one rule for every argument: `rule(argnum, g, ans, *args, **kwargs)`.
 
     For variadic primitives such as concatenate and stack. `reads` is what the rule reads, for
-    any argnum (one entry of defvjp's `reads`).
+    any argnum (one entry of defvjp's `reads`). With `together=True` the rule is called once per
+    node for all its traced positions, `rule(argnums, g, ans, *args, **kwargs)`, and returns their
+    cotangents in that order: for rules that make them more cheaply together (stack's cotangents
+    are the slices of one array, and a loop over time stacks one array per step).
     """
     prim.argnum_rule = rule
+    prim.argnum_rule_together = together
     if reads is not None:
         prim.reads = prim.reads or {}
         prim.reads["*"] = _check_reads(prim, reads)

@@ -256,12 +256,14 @@ def _concatenate_rule(argnum, g, ans, axis, *arrays):
     return I.getitem(g, (slice(None),) * axis + (slice(start, stop),))
 
 
-def _stack_rule(argnum, g, ans, axis, *arrays):
+def _stack_rule(argnums, g, ans, axis, *arrays):
+    """The cotangents of the stacked arrays at `argnums` (all of them at once): g's slices along
+    `axis`, taken directly from a plain g (first order: a loop over 50 time steps stacks 50)."""
     axis = axis % (len(shape_of(arrays[0])) + 1)
-    index = (_FULL,) * axis + (argnum - 1,)
-    # A plain g (first order) is sliced directly: stack's rule runs once per stacked array (50
-    # times for the outputs of a loop over 50 time steps), and a view is all it needs.
-    return g[index] if type(g) is not Box else I.getitem(g, index)
+    lead = (_FULL,) * axis
+    if type(g) is not Box:
+        return [g[lead + (i - 1,)] for i in argnums]
+    return [I.getitem(g, lead + (i - 1,)) for i in argnums]
 
 
 def _pad_rule(g, ans, array, pad_width, constant_values=0):
@@ -295,7 +297,7 @@ def _transpose_rule(g, ans, a, axes=None):
 defvjp(S._reshape_p, lambda g, ans, a, shape, order="C": S.reshape(g, shape_of(a), order), reads=[()])
 defvjp(S.transpose, _transpose_rule, reads=[()])
 defvjp_argnum(S._concatenate_p, _concatenate_rule, reads=())
-defvjp_argnum(S._stack_p, _stack_rule, reads=())
+defvjp_argnum(S._stack_p, _stack_rule, reads=(), together=True)
 defvjp(S.unstack, lambda g, ans, x, axis=0: S.stack(g, axis=axis), reads=[("ans",)])
 defvjp(S.pad_constant, _pad_rule, None, _pad_value_rule, reads=[(), None, ()])
 
