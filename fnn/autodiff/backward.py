@@ -284,6 +284,8 @@ def backward_pass(roots: Iterable[tuple[Node, Any]], tape: list, starts: Sequenc
                     parent.cotangent = pg
                 elif type(pg) is _NDARRAY and type(old) is _NDARRAY:  # _accumulate's common case
                     parent.cotangent = old + pg
+                elif kind is Scattered and type(old) is Scattered:  # ... and a loop's x[:, t]
+                    old.pieces.extend(pg.pieces)
                 else:
                     parent.cotangent = _accumulate(old, pg)
             del grads, pg
