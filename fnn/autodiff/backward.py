@@ -74,7 +74,7 @@ def _broadcast_view(x: np.ndarray, shape: tuple) -> np.ndarray | None:
             strides.append(0)
         else:
             return None
-    try:  # x's buffer: needs a contiguous x
+    try:  # (should the constructor refuse x as a buffer, NumPy's own way serves)
         view = np.ndarray(shape, x.dtype, x, 0, tuple(strides))
     except (ValueError, TypeError, BufferError):
         return None
