@@ -124,18 +124,21 @@ class ArgSpec:
         return f"ArgSpec(shape={self.shape}, dtype={self.dtype})"
 
 
-_SPECS: dict = {}  # (shape, dtype, array type) -> ArgSpec: a step makes the same few again and again
+# shape -> the ArgSpec made last for that shape. Keyed by the shape alone, which is cheaper to
+# look up than a (shape, dtype, array type) key; the lookup then checks the other two (a step
+# makes the same few specs again and again, rarely of one shape with two dtypes).
+_SPECS: dict = {}
 
 
 def _spec_of(a: Any, dtype: Any) -> "ArgSpec":
     """The (shared, immutable) ArgSpec of array `a`, whose dtype is `dtype`."""
     array_type = type(a) if type(a) is not Box else type(strip(a))
-    key = (a.shape, dtype, array_type)
-    spec = _SPECS.get(key)
-    if spec is None:
+    shape = a.shape
+    spec = _SPECS.get(shape)
+    if spec is None or spec.dtype is not dtype or spec.array_type is not array_type:
         if len(_SPECS) > 4096:  # many distinct shapes (e.g. variable-length batches): start over
             _SPECS.clear()
-        spec = _SPECS[key] = ArgSpec(a.shape, dtype, array_type)
+        spec = _SPECS[shape] = ArgSpec(shape, dtype, array_type)
     return spec
 
 
@@ -393,7 +396,7 @@ def _drop_unread(prim: Primitive, key: tuple, argnums: Any, values: list) -> boo
         a = values[j]
         dt = getattr(a, "dtype", None)
         if dt is not None and dt.kind in "fc":
-            values[j] = _SPECS.get((a.shape, dt, type(a))) or _spec_of(a, dt)
+            values[j] = _spec_of(a, dt)
     return keep_ans
 
 
@@ -425,7 +428,10 @@ def _record(prim: Primitive, top: int, ans: Any, values: list, mask: int, parent
         a = values[j]
         dt = getattr(a, "dtype", None)  # (None: a Python scalar, an index, a shape: kept as is)
         if dt is not None and dt.kind in "fc":
-            values[j] = _SPECS.get((a.shape, dt, type(a))) or _spec_of(a, dt)
+            spec = _SPECS.get(a.shape)  # _spec_of's lookup, inline
+            if spec is None or spec.dtype is not dt or spec.array_type is not type(a):
+                spec = _spec_of(a, dt)
+            values[j] = spec
     # Node(...) and Box(...) spelled out: object creation plus slot stores, without the two
     # __init__ calls (each a Python frame entered from C), which this, the per-node hot path of
     # a loop over time steps, would pay hundreds of times per step.
