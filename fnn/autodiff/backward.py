@@ -248,27 +248,31 @@ def backward_pass(roots: Iterable[tuple[Node, Any]], tape: list, starts: Sequenc
             prim = node.prim
             args = node.args
             parents = node.parents
+            argnums = node.argnums
             if type(prim) is Primitive and not prim.multiple_results:
-                # The common node: call its rules here, one per traced argument, rather than
-                # through prim.backward (a call and a list fewer per node).
+                # The common node: its rules are called below, one per traced argument, each
+                # cotangent handed on as soon as it is made (no list of them, no prim.backward).
                 ans, kwargs, vjps = node.ans, node.kwargs, prim.vjps
-                grads = []
-                for argnum in node.argnums:
+                grads = None
+                if prim.argnum_rule_together:  # a variadic primitive's rule, for all positions
+                    grads = prim.argnum_rule(argnums, g, ans, *args, **kwargs)
+            else:
+                ans = kwargs = vjps = None
+                grads = prim.backward(node, g)
+            i = 0
+            for argnum in argnums:
+                if grads is not None:
+                    pg = grads[i]
+                else:
                     rule = vjps.get(argnum)
                     if rule is None:  # variadic primitive: one rule that takes the position
-                        if prim.argnum_rule_together:  # ... or all positions at once
-                            grads = prim.argnum_rule(node.argnums, g, ans, *args, **kwargs)
-                            break
-                        grads.append(prim.argnum_rule(argnum, g, ans, *args, **kwargs))
+                        pg = prim.argnum_rule(argnum, g, ans, *args, **kwargs)
                     elif kwargs:
-                        grads.append(rule(g, ans, *args, **kwargs))
+                        pg = rule(g, ans, *args, **kwargs)
                     else:
-                        grads.append(rule(g, ans, *args))  # no empty-dict unpacking: most nodes
-                del ans, kwargs
-            else:
-                grads = prim.backward(node, g)
-            del g
-            for argnum, parent, pg in zip(node.argnums, parents, grads):
+                        pg = rule(g, ans, *args)  # no empty-dict unpacking: most nodes
+                parent = parents[i]
+                i += 1
                 kind = type(pg)
                 if kind is not Parts and kind is not Scattered:
                     arg = args[argnum]
@@ -288,7 +292,7 @@ def backward_pass(roots: Iterable[tuple[Node, Any]], tape: list, starts: Sequenc
                     old.pieces.extend(pg.pieces)
                 else:
                     parent.cotangent = _accumulate(old, pg)
-            del grads, pg
+            del g, grads, pg, ans, kwargs  # residuals: held by nothing here from now on
             if not retain:
                 node.args = node.kwargs = node.ans = None
     except BaseException:
