@@ -216,6 +216,53 @@ def test_defvjp_argnum_one_call_per_position_or_together():
     assert [list(a) for a in seen] == [[0, 2]]
 
 
+def test_a_failed_trace_leaves_no_tape_behind():
+    from fnn.autodiff import tracer
+
+    before = dict(tracer._TAPES)
+
+    def bad(x):
+        y = fnp.sin(x) * 2.0
+        raise RuntimeError("inside the traced function")
+
+    with pytest.raises(RuntimeError, match="inside the traced function"):
+        fnn.grad(lambda x: bad(x))(np.ones(3))
+    assert tracer._TAPES == before
+
+
+def test_a_box_used_after_its_trace_ended_records_nowhere():
+    leaked = []
+
+    def f(x):
+        leaked.append(x * 1.0)
+        return fnp.sum(x * x)
+
+    np.testing.assert_allclose(fnn.grad(f)(np.arange(3.0)), 2 * np.arange(3.0))
+    late = fnp.sin(leaked[0]) + leaked[0]  # the trace is over: computed, not recorded
+    np.testing.assert_allclose(strip(late), np.sin(np.arange(3.0)) + np.arange(3.0))
+    np.testing.assert_allclose(fnn.grad(f)(np.ones(2)), 2 * np.ones(2))  # later traces unaffected
+
+
+def test_a_failed_backward_pass_can_be_run_again():
+    fails = {"n": 1}
+    p = fnn.primitive(lambda x: np.sin(x), name="flaky_sin")
+
+    def rule(g, ans, x):
+        if fails["n"]:
+            fails["n"] -= 1
+            raise ValueError("rule failed once")
+        return g * fnp.cos(x)
+
+    fnn.defvjp(p, rule)
+    x = np.linspace(0, 1, 4)
+    # sin's node is older than flaky_sin's: it holds a cotangent when flaky_sin's rule fails
+    out, vjp_fn = fnn.vjp(lambda x: fnp.sin(x) + p(x) * 3.0, x)
+    with pytest.raises(ValueError, match="rule failed once"):
+        vjp_fn(np.ones(4))
+    (g,) = vjp_fn(np.ones(4))  # no cotangent of the failed pass is left in the graph
+    np.testing.assert_allclose(g, 4.0 * np.cos(x))
+
+
 def test_residuals_are_released_during_the_backward_pass():
     refs = {}
 
