@@ -186,7 +186,8 @@ class Scattered:
             if type(idx) is not tuple or len(idx) != axis + 1 or idx[:axis] != first[:axis]:
                 return None
             t = idx[axis]
-            if type(t) is not int or not -n <= t < n or seen[t] or getattr(values, "dtype", None) != dtype:
+            if (type(t) is not int or not -n <= t < n or seen[t]
+                    or getattr(values, "dtype", None) != dtype):
                 return None  # (a slice read twice: the general path adds the pieces)
             seen[t] = 1
         empty = np.empty if type(like) is np.ndarray else module_for_type(_array_type(like)).empty
@@ -288,8 +289,6 @@ def backward_pass(roots: Iterable[tuple[Node, Any]], tape: list, starts: Sequenc
                     parent.cotangent = pg
                 elif type(pg) is _NDARRAY and type(old) is _NDARRAY:  # _accumulate's common case
                     parent.cotangent = old + pg
-                elif kind is Scattered and type(old) is Scattered:  # ... and a loop's x[:, t]
-                    old.pieces.extend(pg.pieces)
                 else:
                     parent.cotangent = _accumulate(old, pg)
             del g, grads, pg, ans, kwargs  # residuals: held by nothing here from now on

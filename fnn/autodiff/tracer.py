@@ -300,13 +300,13 @@ class Primitive:
         ans, args, kwargs = node.ans, node.args, node.kwargs
         if self.multiple_results:
             g = g.to_tuple(ans)
+        if self.argnum_rule_together:  # a variadic primitive's rule, for all positions at once
+            return self.argnum_rule(node.argnums, g, ans, *args, **kwargs)
         out = []
         vjps = self.vjps
         for i in node.argnums:
             rule = vjps.get(i)
             if rule is None:  # variadic primitive: one rule that takes the position
-                if self.argnum_rule_together:
-                    return self.argnum_rule(node.argnums, g, ans, *args, **kwargs)
                 out.append(self.argnum_rule(i, g, ans, *args, **kwargs))
             else:
                 out.append(rule(g, ans, *args, **kwargs))
@@ -375,7 +375,8 @@ def bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
     if not _is_differentiable(ans):
         return ans
     if prim.reads is None:
-        return Box(ans, top, Node(prim, unboxed, kwargs, ans if res is None else res, argnums, parents, top))
+        return Box(ans, top, Node(prim, unboxed, kwargs, ans if res is None else res, argnums, parents,
+                                  top))
     # the plan key: the traced positions, then minus the argument count
     keep_ans = _drop_unread(prim, (*argnums, -i), argnums, unboxed)
     if res is None:
