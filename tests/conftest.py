@@ -6,8 +6,16 @@ for a long hunt (`HYPOTHESIS_PROFILE=thorough pytest`).
 """
 
 import os
+import sys
 
 from hypothesis import HealthCheck, settings
+
+# FNN_FAKE_CUPY=1 runs the CuPy cases of the backend-parity tests on tests/fake_cupy, a NumPy-backed
+# stand-in that keeps CuPy's rules (no mixing with NumPy arrays, no implicit conversion), so that
+# they can be checked on a machine without a GPU. It must come first on sys.path before anything
+# imports cupy.
+if os.environ.get("FNN_FAKE_CUPY") == "1":
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "fake_cupy"))
 
 settings.register_profile(
     "ci",

@@ -10,6 +10,8 @@ import math
 
 import numpy as np
 
+from fnn.backend import get_array_module
+
 from fnn.numpy._wrapping import prim
 
 # Arithmetic.
@@ -92,6 +94,10 @@ def where(condition, x=None, y=None):
 
 def _safe_divide(g, d):
     """g / d, but 0 where g is 0 (even where d is 0 or inf), and without warnings."""
+    xp = get_array_module(g, d)
+    if xp is not np:  # CuPy's ufuncs take no where=
+        nonzero = g != 0
+        return xp.where(nonzero, g / xp.where(nonzero, d, 1), 0).astype(xp.result_type(g, d))
     shape = np.broadcast_shapes(np.shape(g), np.shape(d))
     out = np.zeros_like(g, shape=shape, dtype=np.result_type(g, d))
     return np.divide(g, d, out=out, where=np.not_equal(g, 0))

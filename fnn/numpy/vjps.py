@@ -13,6 +13,7 @@ import math
 
 import numpy as np
 
+from fnn.backend import get_array_module, to_cupy, to_numpy
 from fnn.autodiff.backward import Scattered, shape_of, zeros_like_value
 from fnn.autodiff.tracer import Box, defvjp, defvjp_argnum, strip
 from fnn.numpy import contractions as C
@@ -319,6 +320,9 @@ def _index_multiply_v(g, ans, x, idx, v):
     if I.is_basic_index(idx):
         return gx
     x_shape = shape_of(x)
+    on_gpu = get_array_module(strip(x)) is not np
+    if on_gpu:  # the grouping below is bookkeeping on the index, done on the host (one copy)
+        idx = to_numpy(idx)
     target = np.arange(math.prod(x_shape)).reshape(x_shape)[idx].reshape(-1)  # flat positions
     n = target.size
     order = np.argsort(target, kind="stable")
@@ -334,7 +338,10 @@ def _index_multiply_v(g, ans, x, idx, v):
     others = table[group]
     others[np.arange(n), rank] = n  # leave each factor itself out
     v_flat = S.ravel(S.broadcast_to(v, shape_of(gx)))
-    v_ext = S.concatenate([v_flat, np.ones(1, dtype=strip(v_flat).dtype)])
+    one = np.ones(1, dtype=strip(v_flat).dtype)
+    if on_gpu:
+        others, one = to_cupy((others, one))
+    v_ext = S.concatenate([v_flat, one])
     return gx * S.reshape(R.prod(I.getitem(v_ext, others), axis=1), shape_of(gx))
 
 
