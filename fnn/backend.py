@@ -7,8 +7,10 @@ and works on machines without CUDA.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import types
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -23,6 +25,8 @@ __all__ = [
     "to_cupy",
     "to_device",
     "MixedBackendError",
+    "checks_values",
+    "device_value_checks",
 ]
 
 _cupy: types.ModuleType | None = None
@@ -133,3 +137,28 @@ def to_device(tree: Any, device: str) -> Any:
     if device in ("gpu", "cuda"):
         return to_cupy(tree)
     raise ValueError(f"unknown device {device!r}; expected 'cpu' or 'gpu'")
+
+
+# Checks of array *values* (class ids in range, say) read the values back to the host. For a CuPy
+# array that waits for every queued kernel: a synchronisation in each training step, the end of the
+# overlap between Python and the GPU. So they run on the GPU only when asked for (as a debugging
+# aid), like PyTorch's device-side asserts they replace; shapes and dtypes are always checked.
+_device_value_checks = os.environ.get("FNN_DEVICE_CHECKS", "") not in ("", "0")
+
+
+def checks_values(x: Any) -> bool:
+    """True where a check of x's values may run: always for host data, for CuPy arrays only
+    inside `device_value_checks()` or with the environment variable FNN_DEVICE_CHECKS=1."""
+    return _device_value_checks or not is_cupy_array(getattr(x, "_value", x))
+
+
+@contextlib.contextmanager
+def device_value_checks(enabled: bool = True) -> Iterator[None]:
+    """Within this context, value checks (label and id ranges) also run on GPU arrays, at the
+    price of a synchronisation each."""
+    global _device_value_checks
+    previous, _device_value_checks = _device_value_checks, enabled
+    try:
+        yield
+    finally:
+        _device_value_checks = previous

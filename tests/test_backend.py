@@ -74,3 +74,11 @@ def test_gradients_on_cupy_match_numpy():
     np.testing.assert_allclose(cp.asnumpy(g_gpu), g_cpu, rtol=1e-5)
     moved = backend.to_numpy(backend.to_cupy({"x": x}))
     np.testing.assert_array_equal(moved["x"], x)
+
+
+def test_value_checks_run_on_host_data_and_on_the_gpu_only_when_asked():
+    assert backend.checks_values(np.arange(3))
+    assert not backend.checks_values(FakeCupyArray())
+    with backend.device_value_checks():
+        assert backend.checks_values(FakeCupyArray())
+    assert not backend.checks_values(FakeCupyArray())

@@ -10,7 +10,7 @@ from typing import Any
 
 import fnn.numpy as fnp
 from fnn.autodiff.tracer import strip
-from fnn.backend import get_array_module
+from fnn.backend import checks_values, get_array_module
 
 REDUCTIONS = ("mean", "sum", "none")
 
@@ -71,7 +71,7 @@ def check_int_labels(labels: Any, scores_shape: tuple, axis: int, loss: str, wha
             f"{scores_shape}; expected labels of shape {expected} (the {what}' shape without "
             f"the class axis {axis})")
     values = strip(labels)
-    if values.size:
+    if values.size and checks_values(values):  # (on the GPU only when asked: a synchronisation)
         lo, hi = int(values.min()), int(values.max())
         if lo < 0 or hi >= num_classes:
             bad = lo if lo < 0 else hi

@@ -378,39 +378,46 @@ def clip(max_delta: float) -> GradientTransformation:
 
 
 def global_norm(updates: Any) -> float:
-    """The L2 norm of all leaves together, as a Python float (accumulated in float64 on the host)."""
-    leaves = tree.leaves(updates)
-    if not leaves:
-        return 0.0
+    """The L2 norm of all leaves together, as a Python float (accumulated in float64)."""
+    return float(_squared_norm(updates)) ** 0.5
+
+
+def _squared_norm(updates: Any) -> Any:
+    """The sum of squares of all leaves in float64: a Python float for host leaves, a 0-d device
+    array as soon as one leaf is a CuPy array (read back only by whoever needs a number)."""
     total = 0.0
     device_total = None
-    for u in leaves:
+    for u in tree.leaves(updates):
         xp = xp_of(u)
         sq = xp.vdot(u, u) if getattr(u, "ndim", 0) else u * u
         if xp is np:
             total += float(sq)
-        else:  # keep the sum on the device: one synchronisation for the whole tree
+        else:
             sq = sq.astype("float64")
             device_total = sq if device_total is None else device_total + sq
-    if device_total is not None:
-        total += float(device_total)
-    return math.sqrt(total)
+    return total if device_total is None else device_total + total
 
 
 def clip_by_global_norm(max_norm: float) -> GradientTransformation:
     """Scale all updates by `max_norm / global_norm` when the global norm exceeds `max_norm`,
-    keeping their direction."""
+    keeping their direction. On the GPU the norm and the factor stay on the device."""
     max_norm = as_float(max_norm, "clip_by_global_norm: max_norm")
 
     def init(params):
         return EmptyState()
 
     def update(updates, state, params=None):
-        norm = global_norm(updates)
-        if not norm > max_norm:  # also passes NaN norms through, as optax does
-            return updates, state
-        factor = max_norm / norm
-        return tree.map(lambda u: u * factor, updates), state
+        squared = _squared_norm(updates)
+        if isinstance(squared, float):
+            norm = math.sqrt(squared)
+            if not norm > max_norm:  # also passes NaN norms through, as optax does
+                return updates, state
+            factor = max_norm / norm
+            return tree.map(lambda u: u * factor, updates), state
+        xp = xp_of(squared)
+        norm = xp.sqrt(squared)
+        factor = xp.where(norm > max_norm, max_norm / norm, 1.0)  # NaN norms: factor 1, as above
+        return tree.map(lambda u: u * factor.astype(getattr(u, "dtype", factor.dtype)), updates), state
 
     return GradientTransformation(init, update)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from fnn.autodiff.backward import zeros_like_value
 from fnn.autodiff.tracer import defvjp, primitive, strip
-from fnn.backend import get_array_module
+from fnn.backend import checks_values, get_array_module
 from fnn.numpy.indexing import index_add
 import fnn.numpy as fnp
 
@@ -46,7 +46,7 @@ def embedding(ids, table):
     if ids.dtype.kind not in "iu":
         raise TypeError(f"embedding: ids must be integers, got dtype {ids.dtype} (ids shape "
                         f"{ids_shape}, table shape {ts})")
-    if ids.size:
+    if ids.size and checks_values(ids):  # (on the GPU only when asked: a synchronisation)
         lo, hi = int(ids.min()), int(ids.max())
         if lo < 0 or hi >= ts[0]:
             bad = lo if lo < 0 else hi
