@@ -38,8 +38,9 @@ def resnet_blocks(width: int = RESNET_WIDTH):
     return blocks
 
 
-def param_shapes(workload: str) -> dict:
-    """name -> (shape, kind, fan_in); kind is 'w' (uniform +-1/sqrt(fan_in)), 'scale' or 'shift'."""
+def param_shapes(workload: str, width: int = RESNET_WIDTH) -> dict:
+    """name -> (shape, kind, fan_in); kind is 'w' (uniform +-1/sqrt(fan_in)), 'scale' or 'shift'.
+    `width` is the ResNet's base width (the GPU benchmark's full-width ResNet-18 uses 64)."""
     p = {}
 
     def dense(name, i, o, bias=True):
@@ -77,7 +78,7 @@ def param_shapes(workload: str) -> dict:
         p["rnn.b_hh"] = ((h,), "w", h)
         dense("out", h, 1)
     elif workload == "resnet":
-        w = RESNET_WIDTH
+        w = width
         conv("stem", 3, w, 3, bias=False)
         bn("stem_bn", w)
         for name, cin, cout, stride in resnet_blocks(w):
@@ -94,10 +95,10 @@ def param_shapes(workload: str) -> dict:
     return p
 
 
-def init_weights(workload: str, seed: int = 0) -> dict:
+def init_weights(workload: str, seed: int = 0, width: int = RESNET_WIDTH) -> dict:
     rng = np.random.default_rng(seed)
     out = {}
-    for name, (shape, kind, fan_in) in param_shapes(workload).items():
+    for name, (shape, kind, fan_in) in param_shapes(workload, width).items():
         if kind == "w":
             bound = 1.0 / np.sqrt(fan_in)
             out[name] = rng.uniform(-bound, bound, shape).astype(np.float32)

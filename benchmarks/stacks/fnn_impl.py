@@ -9,7 +9,7 @@ import fnn
 import fnn.numpy as fnp
 from fnn import losses, nn, optim
 
-from .common import LR, flatten, make_batch, resnet_blocks, unflatten
+from .common import LR, RESNET_WIDTH, flatten, make_batch, resnet_blocks, unflatten
 
 
 def sgd(lr):
@@ -92,7 +92,7 @@ def rnn_loop(lr=LR["rnn"]):
         x, y = batch["x"], batch["y"]
         r = p["rnn"]
         xp = x @ r["w_ih"] + (r["b_ih"] + r["b_hh"])  # every step's input projection at once
-        h = fnp.zeros((x.shape[0], r["w_hh"].shape[0]), dtype=x.dtype)
+        h = fnp.zeros((x.shape[0], r["w_hh"].shape[0]), dtype=x.dtype, like=x)  # on x's device
         outs = []
         for t in range(x.shape[1]):
             h = fnp.tanh(xp[:, t] + h @ r["w_hh"])
@@ -116,9 +116,11 @@ def rnn_loop(lr=LR["rnn"]):
     return init, step
 
 
-def resnet(lr=LR["resnet"]):
-    layers = [nn.Conv2d(16, 3, padding=1, use_bias=False, name="stem"), nn.BatchNorm(name="stem_bn"), nn.ReLU()]
-    for name, cin, cout, stride in resnet_blocks():
+def resnet(lr=LR["resnet"], width=RESNET_WIDTH):
+    """ResNet-18 layout for 32x32 inputs (3x3 stem, no stem pool); `width` is the base width."""
+    layers = [nn.Conv2d(width, 3, padding=1, use_bias=False, name="stem"), nn.BatchNorm(name="stem_bn"),
+              nn.ReLU()]
+    for name, cin, cout, stride in resnet_blocks(width):
         body = nn.Sequential([
             nn.Conv2d(cout, 3, stride=stride, padding=1, use_bias=False, name="conv1"), nn.BatchNorm(name="bn1"),
             nn.ReLU(),
