@@ -26,6 +26,7 @@ __all__ = [
     "to_device",
     "MixedBackendError",
     "checks_values",
+    "scatter_add",
     "device_value_checks",
 ]
 
@@ -47,6 +48,14 @@ def _import_cupy() -> types.ModuleType:
             ) from exc
         _cupy = cupy
     return _cupy
+
+
+def scatter_add(out: Any, idx: Any, values: Any) -> None:
+    """out[idx] += values in place on a CuPy array, repeated positions adding up (cupyx's
+    scatter_add, which, unlike CuPy's add.at, takes slices in the index)."""
+    import cupyx  # noqa: PLC0415  (imported only when a CuPy array is already in hand)
+
+    cupyx.scatter_add(out, idx, values)
 
 
 def is_cupy_array(x: Any) -> bool:

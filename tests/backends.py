@@ -62,8 +62,10 @@ def assert_trees_close(actual, expected, what: str, rtol: float = 1e-5, atol: fl
             assert a.shape == e.shape, f"{what} leaf {i}: shape {a.shape} != {e.shape}"
             assert a.dtype == e.dtype, f"{what} leaf {i}: dtype {a.dtype} != {e.dtype}"
             np.testing.assert_allclose(a, e, rtol=rtol, atol=atol, err_msg=f"{what} leaf {i}")
+        elif isinstance(e, float):
+            assert a == pytest.approx(e, rel=rtol, abs=atol, nan_ok=True), f"{what} leaf {i}: {a!r} != {e!r}"
         else:
-            assert a == e or (np.isnan(a) and np.isnan(e)), f"{what} leaf {i}: {a!r} != {e!r}"
+            assert a == e, f"{what} leaf {i}: {a!r} != {e!r}"
 
 
 def run_on(name: str, fn, *args, **kwargs):

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from fnn.autodiff.tracer import Box, bind2
+from fnn.backend import get_array_module, scatter_add, to_numpy
 from fnn.numpy._wrapping import prim
 
 _BASIC_TYPES = (int, slice, type(None), type(Ellipsis), np.integer)
@@ -43,8 +44,30 @@ def add_at(out, idx, v) -> None:
     """out[idx] += v in place, repeated advanced indices adding up (plain arrays only)."""
     if is_basic_index(idx):
         out[idx] += v
-    else:
+    elif type(out) is np.ndarray:
         np.add.at(out, idx, _selection_shaped(out, idx, v))
+    else:  # CuPy's add.at takes no slices in the index; its scatter_add does
+        scatter_add(out, idx, v)
+
+
+def _multiply_at_grouped(out, idx, v) -> None:
+    """out[idx] *= v in place with repeated positions multiplying up, for arrays whose module has
+    no multiply.at (CuPy): the selected positions are grouped on the host (the index is copied
+    there), each group's factors multiplied on the device, and each position scaled once."""
+    xp = get_array_module(out)
+    positions = np.arange(out.size).reshape(out.shape)[to_numpy(idx)]
+    flat = positions.reshape(-1)
+    if flat.size == 0:
+        return
+    order = np.argsort(flat, kind="stable")
+    ordered = flat[order]
+    starts = np.flatnonzero(np.concatenate([[True], ordered[1:] != ordered[:-1]]))
+    counts = np.diff(np.append(starts, flat.size))
+    table = np.full((starts.size, int(counts.max())), flat.size)  # flat.size: the factor 1 below
+    table[np.repeat(np.arange(starts.size), counts), np.arange(flat.size) - np.repeat(starts, counts)] = order
+    factors = xp.broadcast_to(v, positions.shape).reshape(-1)
+    factors = xp.concatenate([factors, xp.ones(1, factors.dtype)])[xp.asarray(table)].prod(axis=1)
+    out.reshape(-1)[xp.asarray(ordered[starts])] *= factors.astype(out.dtype, copy=False)
 
 
 def _index_add(x, idx, v):
@@ -63,8 +86,10 @@ def _index_multiply(x, idx, v):
     out = x.copy()
     if is_basic_index(idx):
         out[idx] *= v
-    else:
+    elif type(out) is np.ndarray:
         np.multiply.at(out, idx, _selection_shaped(out, idx, v))
+    else:
+        _multiply_at_grouped(out, idx, v)
     return out
 
 
