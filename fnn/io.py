@@ -19,8 +19,14 @@ flat dict from name to array; with `like`: matched by name). BF16 tensors load a
 
 Writes are atomic: the file is written to a temporary file in the same directory, flushed, synced
 and moved over `path` with `os.replace`; a failed write leaves any previous file untouched and
-no temporary file behind. CuPy leaves are saved from host copies; `device='cpu'|'gpu'` (or CuPy
-leaves in `like`) puts the loaded arrays on that device.
+no temporary file behind.
+
+Devices: CuPy leaves are saved from host copies (one device-to-host copy per leaf). A file is
+always read and checked on the host; then `load(..., device='gpu')` moves every array of the result
+to the GPU (random keys included: keep them on the host by loading with `like=` instead), and
+`device='cpu'` brings every array to the host. Without `device`, `like` decides leaf by leaf: a
+CuPy leaf in `like` loads onto the GPU, a NumPy leaf onto the host, so a training state of GPU
+parameters and a host key comes back as it was saved.
 """
 
 from __future__ import annotations
@@ -509,12 +515,14 @@ def load(path: str | os.PathLike, like: Any = None, *, device: str | None = None
     Without `like`: the saved tree, rebuilt from the stored structure (dicts, lists, tuples,
     OrderedDicts, None); a file without one (written by another program) gives a flat dict from
     entry name to array. With `like`: a tree of `like`'s structure, after checking structure, shapes
-    and dtypes (CheckpointMismatchError names the first entry that differs). Arrays are NumPy
-    arrays unless `device='gpu'` or the matching `like` leaf is a CuPy array; `device='cpu'` puts
-    everything on the host.
+    and dtypes (CheckpointMismatchError names the first entry that differs), all on the host, before
+    anything is moved to a device. Arrays are NumPy arrays unless `device='gpu'` or the matching
+    `like` leaf is a CuPy array; `device='cpu'` puts everything on the host.
     """
     path = os.fspath(path)
     fmt = _format_of(path, format)
+    if device not in (None, "cpu", "gpu", "cuda"):
+        raise ValueError(f"unknown device {device!r}; expected 'cpu', 'gpu' or None")
     arrays, tree_json = _read(path, fmt)
     if like is None:
         result = arrays if tree_json is None else _rebuild(tree_json, arrays, path)

@@ -9,6 +9,18 @@ Philox key), so derived keys never reuse the stream a sampler draws from.
     k = fnn.random.key(0)
     k_init, k_drop = fnn.random.split(k)
     w = fnn.random.normal(k_init, (784, 10))          # float32 unless asked otherwise
+    m = fnn.random.bernoulli(k_drop, 0.9, (128, 784), device="gpu")   # made on the GPU
+
+Devices. Keys live on the host: reading one costs nothing, and `split` / `fold_in` are host
+arithmetic. Every sampler takes `device=` ('cpu' or 'gpu'): where the numbers are made and the
+result lives. `device=None` means the GPU when the key or an array argument (`p`, the array to
+permute or choose from, bounds) is a CuPy array, else the CPU. On the GPU the numbers are made by
+CuPy's generator (cuRAND's Philox4x32-10, see `fnn._random_gpu`) seeded from the key, never made on
+the host and copied. Like PyTorch's CPU and CUDA generators, the two devices give different
+numbers for the same key but the same distributions; on either device the same key gives the same
+numbers (on the GPU: with the same CuPy version and GPU model). A key that is itself a CuPy array (moved to the
+GPU along with a tree) is accepted, but reading it is a device-to-host copy and a synchronisation:
+keep keys on the host.
 """
 
 from __future__ import annotations
@@ -21,6 +33,9 @@ import numpy as np
 from numpy.random import Generator, Philox
 from numpy.random.bit_generator import ISeedSequence
 from numpy.typing import ArrayLike, DTypeLike
+
+from fnn import _random_gpu
+from fnn.backend import MixedBackendError, is_cupy_array
 
 __all__ = [
     "key",
@@ -162,6 +177,24 @@ def _float_dtype(dtype: DTypeLike, fn: str) -> tuple[np.dtype, np.dtype]:
     return dt, np.dtype(np.float32 if dt.itemsize < 4 else np.float64)
 
 
+def _device(device: str | None, key: Any, fn: str, **arrays: Any) -> str:
+    """'cpu' or 'gpu': where a sampler makes its numbers (see the module docstring)."""
+    if device is None:
+        on_gpu = is_cupy_array(key) or any(is_cupy_array(a) for a in arrays.values())
+        return "gpu" if on_gpu else "cpu"
+    if device in ("gpu", "cuda"):
+        return "gpu"
+    if device != "cpu":
+        raise ValueError(f"fnn.random.{fn}: unknown device {device!r}; expected 'cpu', 'gpu' or None")
+    for name, a in arrays.items():
+        if is_cupy_array(a):
+            raise MixedBackendError(
+                f"fnn.random.{fn}: device='cpu' but {name} is a CuPy array; pass device='gpu' or "
+                f"move it to the host first (fnn.backend.to_numpy)"
+            )
+    return "cpu"
+
+
 def key(seed: int) -> Key:
     """A key from an integer seed (any Python int; seeds are taken modulo 2**64, larger ones hashed)."""
     return _from64(_int64(seed, "fnn.random.key: seed"))
@@ -194,10 +227,13 @@ def fold_in(key: Key, data: int) -> Key:
 
 
 def normal(
-    key: Key, shape: Shape = (), dtype: DTypeLike = np.float32, mean: ArrayLike = 0.0, stddev: ArrayLike = 1.0
-) -> np.ndarray:
+    key: Key, shape: Shape = (), dtype: DTypeLike = np.float32, mean: ArrayLike = 0.0, stddev: ArrayLike = 1.0,
+    *, device: str | None = None,
+) -> Any:
     """Normal samples with the given mean and standard deviation."""
     dt, draw = _float_dtype(dtype, "normal")
+    if _device(device, key, "normal", mean=mean, stddev=stddev) == "gpu":
+        return _random_gpu.normal(_k64(key, "normal"), _shape(shape, "normal"), dt, draw, mean, stddev)
     x = _generator(key, "normal").standard_normal(_shape(shape, "normal"), dtype=draw)
     if not (type(stddev) in (int, float) and stddev == 1):
         x = x * np.asarray(stddev, dtype=draw)
@@ -207,10 +243,13 @@ def normal(
 
 
 def uniform(
-    key: Key, shape: Shape = (), dtype: DTypeLike = np.float32, minval: ArrayLike = 0.0, maxval: ArrayLike = 1.0
-) -> np.ndarray:
+    key: Key, shape: Shape = (), dtype: DTypeLike = np.float32, minval: ArrayLike = 0.0, maxval: ArrayLike = 1.0,
+    *, device: str | None = None,
+) -> Any:
     """Uniform samples in [minval, maxval)."""
     dt, draw = _float_dtype(dtype, "uniform")
+    if _device(device, key, "uniform", minval=minval, maxval=maxval) == "gpu":
+        return _random_gpu.uniform(_k64(key, "uniform"), _shape(shape, "uniform"), dt, draw, minval, maxval)
     u = _generator(key, "uniform").random(_shape(shape, "uniform"), dtype=draw)
     lo = np.asarray(minval, dtype=draw)
     hi = np.asarray(maxval, dtype=draw)
@@ -222,20 +261,29 @@ def uniform(
 
 
 def truncated_normal(
-    key: Key, lower: ArrayLike = -2.0, upper: ArrayLike = 2.0, shape: Shape = (), dtype: DTypeLike = np.float32
-) -> np.ndarray:
-    """Standard normal samples conditioned on lower < x < upper (values strictly inside the bounds)."""
+    key: Key, lower: ArrayLike = -2.0, upper: ArrayLike = 2.0, shape: Shape = (), dtype: DTypeLike = np.float32,
+    *, device: str | None = None,
+) -> Any:
+    """Standard normal samples conditioned on lower < x < upper (values strictly inside the bounds).
+
+    On the CPU by exact rejection sampling; on the GPU by the inverse CDF (CuPy bounds are not
+    checked there, to avoid a synchronisation)."""
     dt, _ = _float_dtype(dtype, "truncated_normal")
-    gen = _generator(key, "truncated_normal")
+    on_gpu = _device(device, key, "truncated_normal", lower=lower, upper=upper) == "gpu"
+    k64 = _k64(key, "truncated_normal")
     shape_t = _shape(shape, "truncated_normal")
-    lo = np.asarray(lower, dtype=np.float64)
-    hi = np.asarray(upper, dtype=np.float64)
-    if shape_t == () and (lo.ndim or hi.ndim):
-        shape_t = np.broadcast_shapes(lo.shape, hi.shape)
-    lo = np.broadcast_to(lo, shape_t).ravel()
-    hi = np.broadcast_to(hi, shape_t).ravel()
-    if np.any(np.isnan(lo)) or np.any(np.isnan(hi)) or np.any(lo >= hi):
-        raise ValueError("fnn.random.truncated_normal: need lower < upper")
+    bounds = [np.shape(b) for b in (lower, upper)]
+    if shape_t == () and (bounds[0] or bounds[1]):
+        shape_t = np.broadcast_shapes(*bounds)
+    host_bounds = [np.broadcast_to(np.asarray(b, dtype=np.float64), shape_t).ravel()
+                   for b in (lower, upper) if not is_cupy_array(b)]
+    if len(host_bounds) == 2:
+        lo, hi = host_bounds
+        if np.any(np.isnan(lo)) or np.any(np.isnan(hi)) or np.any(lo >= hi):
+            raise ValueError("fnn.random.truncated_normal: need lower < upper")
+    if on_gpu:
+        return _random_gpu.truncated_normal(k64, lower, upper, shape_t, dt)
+    gen = Generator(_philox(k64, _SAMPLE))
     x = _truncated_standard_normal(gen, lo, hi).reshape(shape_t)
     # Strictly inside the bounds, also after rounding to `dtype`.
     lo_d = np.asarray(lower, dtype=dt)
@@ -295,20 +343,29 @@ def _truncated_standard_normal(gen: Generator, lo: np.ndarray, hi: np.ndarray) -
     return np.where(flip, -out, out)
 
 
-def bernoulli(key: Key, p: ArrayLike = 0.5, shape: Shape = None) -> np.ndarray:
+def bernoulli(key: Key, p: ArrayLike = 0.5, shape: Shape = None, *, device: str | None = None) -> Any:
     """Booleans, True with probability `p` (to within 2**-24, as in JAX); shape defaults to p's shape."""
-    shape_t = np.shape(p) if shape is None else _shape(shape, "bernoulli")
+    shape_t = tuple(getattr(p, "shape", None) or np.shape(p)) if shape is None else _shape(shape, "bernoulli")
+    if _device(device, key, "bernoulli", p=p) == "gpu":
+        return _random_gpu.bernoulli(_k64(key, "bernoulli"), p, shape_t)
     u = _generator(key, "bernoulli").random(shape_t, dtype=np.float32)
     if isinstance(p, (int, float)):
         return np.asarray(u < p)
     return np.asarray(u < np.asarray(p, dtype=np.float32))
 
 
-def randint(key: Key, shape: Shape, minval: ArrayLike, maxval: ArrayLike, dtype: DTypeLike = np.int32) -> np.ndarray:
+def randint(
+    key: Key, shape: Shape, minval: ArrayLike, maxval: ArrayLike, dtype: DTypeLike = np.int32,
+    *, device: str | None = None,
+) -> Any:
     """Integers uniformly in [minval, maxval)."""
     dt = np.dtype(dtype)
     if dt.kind not in "iu":
         raise TypeError(f"fnn.random.randint: dtype must be an integer dtype, got {dt}")
+    if _device(device, key, "randint", minval=minval, maxval=maxval) == "gpu":
+        if not (is_cupy_array(minval) or is_cupy_array(maxval)) and np.any(np.asarray(minval) >= np.asarray(maxval)):
+            raise ValueError(f"fnn.random.randint: minval={minval!r}, maxval={maxval!r}: need minval < maxval")
+        return _random_gpu.randint(_k64(key, "randint"), _shape(shape, "randint"), minval, maxval, dt)
     gen = _generator(key, "randint")
     try:
         x = gen.integers(minval, maxval, size=_shape(shape, "randint"), dtype=dt)
@@ -317,16 +374,23 @@ def randint(key: Key, shape: Shape, minval: ArrayLike, maxval: ArrayLike, dtype:
     return np.asarray(x, dtype=dt)
 
 
-def permutation(key: Key, x: int | ArrayLike, axis: int = 0, independent: bool = False) -> np.ndarray:
+def permutation(
+    key: Key, x: int | ArrayLike, axis: int = 0, independent: bool = False, *, device: str | None = None
+) -> Any:
     """A shuffled `arange(x)` for an int `x`, else a copy of `x` shuffled along `axis`."""
-    gen = _generator(key, "permutation")
-    if isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_)):
-        if x < 0:
-            raise ValueError(f"fnn.random.permutation: n must be >= 0, got {x}")
+    on_gpu = _device(device, key, "permutation", x=x) == "gpu"
+    k64 = _k64(key, "permutation")
+    is_int = isinstance(x, (int, np.integer)) and not isinstance(x, (bool, np.bool_))
+    if is_int and x < 0:
+        raise ValueError(f"fnn.random.permutation: n must be >= 0, got {x}")
+    if not is_int and len(getattr(x, "shape", None) or np.shape(x)) == 0:
+        raise TypeError("fnn.random.permutation: x must be an int or an array with at least one dimension")
+    if on_gpu:
+        return _random_gpu.permutation(k64, int(x) if is_int else x, operator.index(axis), independent)
+    gen = Generator(_philox(k64, _SAMPLE))
+    if is_int:
         return gen.permutation(int(x))
     arr = np.asarray(x)
-    if arr.ndim == 0:
-        raise TypeError("fnn.random.permutation: x must be an int or an array with at least one dimension")
     if independent:
         return gen.permuted(arr, axis=axis)
     return gen.permutation(arr, axis=axis)
@@ -339,19 +403,28 @@ def choice(
     replace: bool = True,
     p: ArrayLike | None = None,
     axis: int = 0,
-) -> np.ndarray:
-    """Samples from `a` (or `arange(a)` for an int) along `axis`, optionally weighted by `p`."""
-    gen = _generator(key, "choice")
+    *,
+    device: str | None = None,
+) -> Any:
+    """Samples from `a` (or `arange(a)` for an int) along `axis`, optionally weighted by `p`.
+
+    On the GPU a CuPy `p` is used as given (normalised, not checked, to avoid a synchronisation)."""
+    on_gpu = _device(device, key, "choice", a=a, p=p) == "gpu"
+    k64 = _k64(key, "choice")
     shape_t = _shape(shape, "choice")
     if isinstance(a, (int, np.integer)) and not isinstance(a, (bool, np.bool_)):
         n, pool = int(a), int(a)
         if n <= 0:
             raise ValueError(f"fnn.random.choice: a must be positive, got {n}")
     else:
-        pool = np.asarray(a)
+        pool = a if is_cupy_array(a) else np.asarray(a)
         if pool.ndim == 0:
             raise ValueError("fnn.random.choice: a must be an int or an array with at least one dimension")
         n = pool.shape[axis]
+    if on_gpu and is_cupy_array(p):
+        if tuple(p.shape) != (n,):
+            raise ValueError(f"fnn.random.choice: p must have shape ({n},), got {tuple(p.shape)}")
+        return _random_gpu.choice(k64, pool, n, shape_t, replace, p / p.sum(), axis)
     if p is not None:
         w = np.asarray(p, dtype=np.float64)
         if w.shape != (n,):
@@ -359,6 +432,11 @@ def choice(
         if np.any(w < 0) or not np.all(np.isfinite(w)) or w.sum() <= 0:
             raise ValueError("fnn.random.choice: p must be finite, non-negative and not all zero")
         p = w / w.sum()
+        if not replace and np.count_nonzero(p) < int(np.prod(shape_t, dtype=np.int64)):
+            raise ValueError("fnn.random.choice: fewer non-zero entries in p than the sample size")
+    if on_gpu:
+        return _random_gpu.choice(k64, pool, n, shape_t, replace, p, axis)
+    gen = Generator(_philox(k64, _SAMPLE))
     size = None if shape_t == () else shape_t
     try:
         out = gen.choice(pool, size=size, replace=replace, p=p, axis=axis)

@@ -191,7 +191,7 @@ def markdown_table(rows: list[dict]) -> str:
 
 
 def main(argv=None) -> dict:
-    p = common.parser(__doc__.splitlines()[0], epochs=5, batch_size=128, lr=1e-3)
+    p = common.parser(__doc__.splitlines()[0], epochs=5, batch_size=128, lr=1e-3, devices=("cpu", "gpu"))
     p.add_argument("--models", nargs="+", default=list(MODELS), choices=MODELS)
     p.add_argument("--alexnet-width", type=float, default=0.25)
     p.add_argument("--nin-width", type=float, default=0.25)
@@ -235,7 +235,8 @@ def main(argv=None) -> dict:
             result = common.train_classifier(model, cross_entropy, opt, (x_train, y_train), (x_test, y_test),
                                              epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                                              out=out / name, progress=not args.no_progress,
-                                             name=f"{NAME}/{name}", resume=args.resume)
+                                             name=f"{NAME}/{name}", resume=args.resume,
+                                             device=args.device)
             params = result["params"]
             histories[name] = result["history"]
             row.update(parameters=nn.count_params(params), test_accuracy=result["test_accuracy"],

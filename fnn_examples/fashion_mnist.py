@@ -97,7 +97,7 @@ def plot_pr_curves(curves, aps, path: Path, title: str) -> None:
 
 
 def main(argv=None) -> dict:
-    p = common.parser(__doc__.splitlines()[0], epochs=10, batch_size=64, lr=2e-3)
+    p = common.parser(__doc__.splitlines()[0], epochs=10, batch_size=64, lr=2e-3, devices=("cpu", "gpu"))
     p.add_argument("--augment", action="store_true", help="random crops (padding 2) and horizontal flips")
     args = p.parse_args(argv)
     out = common.out_dir(args, NAME)
@@ -111,7 +111,8 @@ def main(argv=None) -> dict:
     result = common.train_classifier(model, loss_fn, opt, (x_train, y_train), (x_test, y_test),
                                      epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                                      out=out, progress=not args.no_progress,
-                                     augment=augment if args.augment else None, name=NAME)
+                                     augment=augment if args.augment else None, name=NAME,
+                                     device=args.device)
 
     scores = predict_scores(model, result["params"], result["state"], x_test)
     k = len(CLASSES)

@@ -82,7 +82,7 @@ def plot_pr_curves(rows: list[dict], path: Path, title: str) -> None:
 
 
 def main(argv=None) -> dict:
-    p = common.parser(__doc__.splitlines()[0], epochs=20, batch_size=128, lr=0.0)
+    p = common.parser(__doc__.splitlines()[0], epochs=20, batch_size=128, lr=0.0, devices=("cpu", "gpu"))
     zoo_common.add_arguments(p, vit_epochs=20, widths={"vgg": 0.25, "resnet18": 0.25})
     p.add_argument("--padding", type=int, default=2, choices=(2, 3, 4), help="random-crop padding in pixels")
     args = p.parse_args(argv)

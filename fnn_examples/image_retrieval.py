@@ -206,7 +206,7 @@ def build(args, num_classes: int = 10) -> nn.Sequential:
 
 
 def main(argv=None) -> dict:
-    p = common.parser(__doc__.splitlines()[0], epochs=5, batch_size=64, lr=2e-3)
+    p = common.parser(__doc__.splitlines()[0], epochs=5, batch_size=64, lr=2e-3, devices=("cpu", "gpu"))
     p.add_argument("--model", choices=("lenet5", "resnet18"), default="lenet5")
     p.add_argument("--width", type=float, default=None,
                    help="width multiplier (default 1 for lenet5, 0.125 for resnet18)")
@@ -260,7 +260,7 @@ def main(argv=None) -> dict:
                                          (x_test[known_test], y_test[known_test]),
                                          epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
                                          out=out, progress=not args.no_progress, name=NAME,
-                                         resume=args.resume)
+                                         resume=args.resume, device=args.device)
         best = fnn.io.load(out / "best.npz", like={"params": result["params"], "state": result["state"]})
         params, state = best["params"], best["state"]
         summary.update(test_accuracy_known=result["best_test_accuracy"], best_epoch=result["best_epoch"],

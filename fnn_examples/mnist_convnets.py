@@ -88,7 +88,7 @@ def plot_comparison(histories: dict, path: Path, title: str) -> None:
 
 
 def main(argv=None) -> dict:
-    p = common.parser(__doc__.splitlines()[0], epochs=3, batch_size=64, lr=2e-3)
+    p = common.parser(__doc__.splitlines()[0], epochs=3, batch_size=64, lr=2e-3, devices=("cpu", "gpu"))
     p.add_argument("--channels", type=int, nargs=2, default=[8, 16], metavar=("C1", "C2"),
                    help="output channels of the two conv layers")
     p.add_argument("--hidden", type=int, default=64, help="width of the hidden dense layer")
@@ -111,7 +111,8 @@ def main(argv=None) -> dict:
         result = common.train_classifier(convnet(variant, channels, args.hidden), loss_fn, opt,
                                          (x_train, y_train), (x_test, y_test), epochs=args.epochs,
                                          batch_size=args.batch_size, seed=args.seed, out=out / variant,
-                                         progress=not args.no_progress, name=f"{NAME}/{variant}")
+                                         progress=not args.no_progress, name=f"{NAME}/{variant}",
+                                         device=args.device)
         histories[variant] = result["history"]
         rows.append({"variant": variant, "parameters": nn.count_params(result["params"]),
                      "test_accuracy": result["test_accuracy"],

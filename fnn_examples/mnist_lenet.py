@@ -16,7 +16,7 @@ NAME = "mnist_lenet"
 
 
 def main(argv=None) -> dict:
-    args = common.parser(__doc__.splitlines()[0], epochs=10, batch_size=64, lr=2e-3).parse_args(argv)
+    args = common.parser(__doc__.splitlines()[0], epochs=10, batch_size=64, lr=2e-3, devices=("cpu", "gpu")).parse_args(argv)
     out = common.out_dir(args, NAME)
     (x_train, y_train), (x_test, y_test) = common.load_image_data(data.mnist, args)
     opt = optim.adam(common.warmup_cosine(args, len(x_train)))
@@ -26,7 +26,7 @@ def main(argv=None) -> dict:
 
     result = common.train_classifier(lenet5(), loss_fn, opt, (x_train, y_train), (x_test, y_test),
                                      epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                                     out=out, progress=not args.no_progress, name=NAME)
+                                     out=out, progress=not args.no_progress, name=NAME, device=args.device)
     summary = {"test_accuracy": result["test_accuracy"], "best_test_accuracy": result["best_test_accuracy"],
                "epochs": args.epochs, "seconds_per_epoch": result["seconds_per_epoch"],
                "reference": "99.17% after 10 epochs (PyTorch)"}

@@ -22,7 +22,7 @@ def model() -> nn.Sequential:
 
 
 def main(argv=None) -> dict:
-    args = common.parser(__doc__.splitlines()[0], epochs=20, batch_size=128, lr=0.05).parse_args(argv)
+    args = common.parser(__doc__.splitlines()[0], epochs=20, batch_size=128, lr=0.05, devices=("cpu", "gpu")).parse_args(argv)
     out = common.out_dir(args, NAME)
     (x_train, y_train), (x_test, y_test) = common.load_image_data(data.mnist, args, quick_sizes=(2000, 500), quick_epochs=2)
     schedule = common.warmup_cosine(args, len(x_train))
@@ -33,7 +33,7 @@ def main(argv=None) -> dict:
 
     result = common.train_classifier(model(), loss_fn, opt, (x_train, y_train), (x_test, y_test),
                                      epochs=args.epochs, batch_size=args.batch_size, seed=args.seed,
-                                     out=out, progress=not args.no_progress, name=NAME)
+                                     out=out, progress=not args.no_progress, name=NAME, device=args.device)
     summary = {"test_accuracy": result["test_accuracy"], "best_test_accuracy": result["best_test_accuracy"],
                "epochs": args.epochs, "seconds_per_epoch": result["seconds_per_epoch"],
                "reference": "95.68% after 400 epochs (NumPy from scratch)"}

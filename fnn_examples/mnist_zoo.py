@@ -31,7 +31,7 @@ PADDING = 2
 
 
 def main(argv=None) -> dict:
-    p = common.parser(__doc__.splitlines()[0], epochs=10, batch_size=128, lr=0.0)
+    p = common.parser(__doc__.splitlines()[0], epochs=10, batch_size=128, lr=0.0, devices=("cpu", "gpu"))
     zoo_common.add_arguments(p, vit_epochs=20, widths={"vgg": 0.25, "resnet18": 0.25})
     args = p.parse_args(argv)
     out = common.out_dir(args, NAME)

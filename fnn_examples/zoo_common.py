@@ -145,7 +145,8 @@ def run_models(args: argparse.Namespace, out: Path, experiment: str, train_set, 
         result = common.train_classifier(model, _cross_entropy, opt, train_set, test_set, epochs=epochs,
                                          batch_size=args.batch_size, seed=args.seed, out=folder,
                                          progress=not args.no_progress, augment=augment,
-                                         name=f"{experiment}/{name}", resume=args.resume)
+                                         name=f"{experiment}/{name}", resume=args.resume,
+                                         device=args.device)
         n_params = nn.count_params(result["params"])
         rows.append({"model": name, "description": description, "parameters": n_params,
                      "optimizer": opt_description, "lr": lr, "epochs": epochs,

@@ -6,9 +6,18 @@
     x, y = data.mnist("train")                                  # float32 (60000, 1, 28, 28), int64
     for xb, yb in data.batches(fnn.random.key(0), (x, y), 128):
         ...
+    for xb, yb in data.batches(fnn.random.key(0), (x, y), 128, device="gpu"):   # CuPy batches
+        ...
 """
 
-from fnn.data.batching import batches, normalize, num_batches, random_crop, random_horizontal_flip
+from fnn.data.batching import (
+    batches,
+    normalize,
+    num_batches,
+    prefetch_to_device,
+    random_crop,
+    random_horizontal_flip,
+)
 from fnn.data.datasets import (
     FASHION_MNIST,
     MNIST,
@@ -28,5 +37,5 @@ __all__ = [
     "data_dir", "cache_dir", "mnist", "fashion_mnist", "load_idx_dataset", "DatasetSpec", "MNIST",
     "FASHION_MNIST", "ChecksumError",
     "two_moons", "linear_regression_data", "sin_cos_sequences", "digits",
-    "batches", "num_batches", "random_crop", "random_horizontal_flip", "normalize",
+    "batches", "num_batches", "prefetch_to_device", "random_crop", "random_horizontal_flip", "normalize",
 ]

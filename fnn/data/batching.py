@@ -1,21 +1,26 @@
 """Minibatches and image augmentations, driven by explicit keys.
 
 `batches` is pure given its key: the same key gives the same order, and each epoch visits every
-example exactly once. The augmentations work on a whole NCHW batch at once (one gather, no loop
-over images) and follow the array's backend (NumPy or CuPy); their random draws come from
-`fnn.random` on the host, so they too are fixed by the key.
+example exactly once. The order is drawn on the host, so the same key gives the same batches
+whichever device the data lives on; `device='gpu'` moves each batch there (`prefetch_to_device`
+copies the next batch while the current one is in use). The augmentations work on a whole NCHW
+batch at once (one gather, no loop over images) and follow the array's backend (NumPy or CuPy);
+their random draws come from `fnn.random` on the images' device, fixed by the key (a GPU draw
+differs from a CPU draw of the same key, as `fnn.random` documents).
 """
 
 from __future__ import annotations
 
+import collections
 import operator
-from typing import Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
 from fnn import backend, random
 
-__all__ = ["batches", "num_batches", "random_crop", "random_horizontal_flip", "normalize"]
+__all__ = ["batches", "num_batches", "prefetch_to_device", "random_crop", "random_horizontal_flip",
+           "normalize"]
 
 
 def _positive_int(v, what: str) -> int:
@@ -37,21 +42,44 @@ def num_batches(n: int, batch_size: int, drop_last: bool = False) -> int:
     return n // bs if drop_last else -(-n // bs)
 
 
-def _take(a, idx):
-    if isinstance(idx, slice) or isinstance(a, np.ndarray):
-        return a[idx]
-    xp = backend.get_array_module(a)
-    return a[xp.asarray(idx)]
+def prefetch_to_device(iterator: Iterable, device: str, size: int = 2) -> Iterator:
+    """Yield the items (pytrees of arrays) of `iterator` moved to `device` ('cpu' or 'gpu'),
+    keeping `size` moved items ready ahead of the one handed out.
+
+    CuPy queues a host-to-GPU copy on the current stream (through a pinned staging buffer) without
+    waiting for the GPU, so the copies of the next batches overlap the work on the current one.
+    `size=1` moves each item only when it is asked for.
+    """
+    if device not in ("cpu", "gpu", "cuda"):
+        raise ValueError(f"prefetch_to_device: unknown device {device!r}; expected 'cpu' or 'gpu'")
+    size = _positive_int(size, "prefetch_to_device: size")
+
+    def gen():
+        ready: collections.deque = collections.deque()
+        for item in iterator:
+            ready.append(backend.to_device(item, device))
+            if len(ready) >= size:
+                yield ready.popleft()
+        while ready:
+            yield ready.popleft()
+
+    return gen()
 
 
-def batches(key, arrays, batch_size: int, shuffle: bool = True, drop_last: bool = False) -> Iterator:
+def batches(key, arrays, batch_size: int, shuffle: bool = True, drop_last: bool = False, *,
+            device: str | None = None) -> Iterator:
     """Yield minibatches of `arrays` (one epoch).
 
     `arrays` is one array (then each batch is one array) or a tuple/list of arrays sharing their
     first dimension (then each batch is a tuple). With ``shuffle=True`` the order is a permutation
-    drawn from `key` (the same key, the same order); with ``shuffle=False`` batches are slices in
-    order and `key` may be None. Every example appears exactly once, except that ``drop_last=True``
-    leaves out the final short batch. Arguments are checked at the call, not at the first `next`.
+    drawn from `key` on the host (the same key, the same order, on every device); with
+    ``shuffle=False`` batches are slices in order and `key` may be None. Every example appears
+    exactly once, except that ``drop_last=True`` leaves out the final short batch. Arguments are
+    checked at the call, not at the first `next`.
+
+    Batches are gathered where the arrays live. `device='gpu'` (or 'cpu') moves each batch there,
+    one batch ahead (`prefetch_to_device`); arrays already on the GPU are gathered there with the
+    order copied to the device once per epoch.
     """
     single = not isinstance(arrays, (tuple, list))
     arrs = (arrays,) if single else tuple(arrays)
@@ -72,15 +100,25 @@ def batches(key, arrays, batch_size: int, shuffle: bool = True, drop_last: bool 
             raise ValueError("batches: shuffle=True needs a key (fnn.random.key(seed)); pass shuffle=False for a fixed order")
         order = random.permutation(key, n)
     count = num_batches(n, bs, drop_last)
+    if device is not None and device not in ("cpu", "gpu", "cuda"):
+        raise ValueError(f"batches: unknown device {device!r}; expected 'cpu', 'gpu' or None")
 
     def gen():
+        orders: dict = {}  # the order on each array module that serves one of `arrays`
         for b in range(count):
             lo, hi = b * bs, min((b + 1) * bs, n)
-            idx = order[lo:hi] if shuffle else slice(lo, hi)
-            out = tuple(_take(a, idx) for a in arrs)
+            out = tuple(a[_order_on(orders, order, a)[lo:hi] if shuffle else slice(lo, hi)] for a in arrs)
             yield out[0] if single else out
 
-    return gen()
+    return gen() if device is None else prefetch_to_device(gen(), device)
+
+
+def _order_on(orders: dict, order: np.ndarray, a: Any):
+    """`order` on the device of `a`, copied there the first time it is asked for."""
+    xp = backend.get_array_module(a)
+    if xp not in orders:
+        orders[xp] = order if xp is np else xp.asarray(order)
+    return orders[xp]
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,16 +163,14 @@ def random_crop(key, images, size, padding: int = 0, fill=0, padding_mode: str =
     if h > H or w > W:
         raise ValueError(f"random_crop: crop size {(h, w)} is larger than the padded image {(H, W)}")
     k_i, k_j = random.split(key)
-    top = random.randint(k_i, (N,), 0, H - h + 1, dtype=np.int64)
-    left = random.randint(k_j, (N,), 0, W - w + 1, dtype=np.int64)
-    rows = top[:, None] + np.arange(h)  # (N, h)
-    cols = left[:, None] + np.arange(w)  # (N, w)
-    n_idx = np.arange(N)[:, None, None, None]
-    c_idx = np.arange(C)[None, :, None, None]
-    idx = (n_idx, c_idx, rows[:, None, :, None], cols[:, None, None, :])
-    if xp is not np:
-        idx = tuple(xp.asarray(i) for i in idx)
-    return images[idx]
+    device = backend.device_of(images)
+    top = random.randint(k_i, (N,), 0, H - h + 1, dtype=np.int64, device=device)
+    left = random.randint(k_j, (N,), 0, W - w + 1, dtype=np.int64, device=device)
+    rows = top[:, None] + xp.arange(h)  # (N, h)
+    cols = left[:, None] + xp.arange(w)  # (N, w)
+    n_idx = xp.arange(N)[:, None, None, None]
+    c_idx = xp.arange(C)[None, :, None, None]
+    return images[n_idx, c_idx, rows[:, None, :, None], cols[:, None, None, :]]
 
 
 def random_horizontal_flip(key, images, p: float = 0.5):
@@ -142,10 +178,8 @@ def random_horizontal_flip(key, images, p: float = 0.5):
     if getattr(images, "ndim", 0) < 2:
         raise ValueError(f"random_horizontal_flip: expected a batch of images, got shape {getattr(images, 'shape', None)}")
     xp = backend.get_array_module(images)
-    flip = random.bernoulli(key, p, (images.shape[0],)).reshape((-1,) + (1,) * (images.ndim - 1))
-    if xp is not np:
-        flip = xp.asarray(flip)
-    return xp.where(flip, images[..., ::-1], images)
+    flip = random.bernoulli(key, p, (images.shape[0],), device=backend.device_of(images))
+    return xp.where(flip.reshape((-1,) + (1,) * (images.ndim - 1)), images[..., ::-1], images)
 
 
 def normalize(images, mean, std):

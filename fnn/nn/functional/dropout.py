@@ -1,4 +1,8 @@
-"""Dropout with an explicit random key: `rate` is the probability of DROPPING an element."""
+"""Dropout with an explicit random key: `rate` is the probability of DROPPING an element.
+
+The mask is drawn on x's device (by CuPy's generator for a CuPy x), so a training step on the GPU
+copies nothing from the host for it.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ import numbers
 
 import fnn.numpy as fnp
 from fnn import random as _random
-from fnn.backend import get_array_module
+from fnn.backend import device_of
 
 __all__ = ["dropout"]
 
@@ -15,8 +19,9 @@ def dropout(x, rate, key):
     """Zero each element of x with probability `rate` and scale the survivors by 1 / (1 - rate),
     so that the expectation is unchanged (inverted dropout).
 
-    The same key gives the same mask. `rate=0` returns x itself; `rate=1` returns zeros (with a
-    zero gradient). A key is required whenever rate > 0.
+    The same key gives the same mask on the same device (the CPU and GPU masks differ, as
+    `fnn.random`'s numbers do). `rate=0` returns x itself; `rate=1` returns zeros (with a zero
+    gradient). A key is required whenever rate > 0.
     """
     if not isinstance(rate, numbers.Real) or not 0.0 <= float(rate) <= 1.0:
         raise ValueError(f"dropout: rate is the probability of dropping an element and must lie in "
@@ -33,8 +38,6 @@ def dropout(x, rate, key):
                         f"{type(x).__name__} of dtype {dtype}")
     if rate == 1.0:
         return fnp.where(False, x, 0.0)
-    shape = tuple(x.shape)
-    xp = get_array_module(x)
-    keep = _random.bernoulli(key, 1.0 - rate, shape)
-    mask = xp.asarray(keep).astype(dtype) * dtype.type(1.0 / (1.0 - rate))
+    keep = _random.bernoulli(key, 1.0 - rate, tuple(x.shape), device=device_of(x))
+    mask = keep.astype(dtype) * dtype.type(1.0 / (1.0 - rate))
     return fnp.multiply(x, mask)
