@@ -13,11 +13,15 @@ buffer seen transposed), as the GEMMs write them.
 
 `pads` is always (top, bottom, left, right); stride and dilation are pairs.
 Every function works on NumPy and CuPy arrays (only slicing, reshape, matmul, zeros/empty_like).
+On real CuPy (an array module with kernels, see `_cuda_kernels.kernels_for`) im2col and col2im
+are one kernel launch each instead of kh*kw strided copies, with the same results; GEMMs stay
+matmuls (cuBLAS).
 """
 
 from __future__ import annotations
 
 from fnn.backend import get_array_module
+from fnn.nn.functional._cuda_kernels import kernels_for
 
 __all__ = ["out_size", "im2col", "col2im", "cols_matmul", "weight_from_cols", "conv_input_grad",
            "window_views", "pool_out_hw", "pad_nchw", "crop_nchw", "channel_major", "compact_crop"]
@@ -48,6 +52,9 @@ def im2col(x, kh: int, kw: int, stride, pads, dilation, out_hw=None):
     ow = out_size(w, kw, stride[1], pl, pr, dilation[1])
     if out_hw is not None:
         oh, ow = out_hw
+    kernels = kernels_for(xp, x)
+    if kernels is not None:
+        return kernels.im2col(x, kh, kw, stride, pads, dilation, (oh, ow))
     xt = x.transpose(1, 0, 2, 3)
     if pt or pb or pl or pr:
         padded = xp.zeros_like(x, shape=(c, n, hp, wp), order="C")
@@ -66,6 +73,9 @@ def col2im(cols, hw, stride, pads, dilation):
     """The adjoint of im2col: (C, kh, kw, N, OH, OW) -> (N, C, H, W), overlaps summed; channel-major
     in memory, like the convolution outputs (see conv.py's `_finish`)."""
     xp = get_array_module(cols)
+    kernels = kernels_for(xp, cols)
+    if kernels is not None:
+        return kernels.col2im(cols, hw, stride, pads, dilation)
     c, kh, kw, n, oh, ow = cols.shape
     h, w = hw
     pt, pb, pl, pr = pads
@@ -119,11 +129,12 @@ def conv_input_grad(g, w, hw, stride, pads, dilation, groups: int):
     zero columns, Wq * sw >= the padded width, so that each kernel offset is one long strided
     slice of the flat padded image (the zero columns add nothing where the rows wrap around).
     NumPy then adds long rows instead of OW-sized pieces: fewer, faster inner loops. The result
-    is channel-major in memory, like the convolution outputs it is the cotangent of."""
+    is channel-major in memory, like the convolution outputs it is the cotangent of. With
+    kernels (real CuPy) the plain columns go to the col2im kernel, which needs no wide rows."""
     xp = get_array_module(g, w)
     o, cg, kh, kw = w.shape
     n, _, oh, ow = g.shape
-    if stride[0] != 1:
+    if stride[0] != 1 or kernels_for(xp, g, w) is not None:
         g2 = _g2(g)
         dcols = _dcols(xp, w, g2, groups).reshape(cg * groups, kh, kw, n, oh, ow)
         return col2im(dcols, hw, stride, pads, dilation)

@@ -5,6 +5,8 @@ views of the padded input, no loop over pixels). Max pooling keeps the argmax (t
 of the maximum, a small integer array) as its residual; its backward scatters the cotangent to
 those positions, offset by offset, so overlapping windows add up. Each linear map has its adjoint
 as a primitive (scatter <-> gather, average <-> spread), so the rules differentiate again.
+On real CuPy (an array module with kernels, see `_cuda_kernels.kernels_for`) each of these maps
+is one kernel launch instead of a loop of kh*kw launches, with the same results.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from fnn.autodiff.tracer import defvjp, is_traced, primitive, strip
 from fnn.backend import get_array_module
 from fnn.nn.functional import _im2col as K
 from fnn.nn.functional._args import ints
+from fnn.nn.functional._cuda_kernels import kernels_for
 
 __all__ = ["max_pool2d", "avg_pool2d", "max_pool1d", "avg_pool1d", "global_avg_pool",
            "adaptive_avg_pool2d"]
@@ -67,8 +70,11 @@ def _max_and_argmax(x, kernel, stride, pads):
     arithmetic: a strict `>` marks the offsets that beat every earlier one, and since offsets
     increase, the largest marked offset is the first maximum (ties go to it, as in PyTorch)."""
     xp = get_array_module(x)
-    padded = K.pad_nchw(x, pads, -xp.inf)
     out_hw = K.pool_out_hw(x.shape[2:], kernel, stride, pads)
+    kernels = kernels_for(xp, x)
+    if kernels is not None:
+        return kernels.max_pool(x, kernel, stride, pads, out_hw, argmax=True)
+    padded = K.pad_nchw(x, pads, -xp.inf)
     best = idx = None
     small = kernel[0] * kernel[1] <= 256
     for k, view in K.window_views(padded, kernel, stride, out_hw):
@@ -86,8 +92,11 @@ def _max_and_argmax(x, kernel, stride, pads):
 
 def _max_pool(x, *, kernel, stride, pads):
     xp = get_array_module(x)
-    padded = K.pad_nchw(x, pads, -xp.inf)
     out_hw = K.pool_out_hw(x.shape[2:], kernel, stride, pads)
+    kernels = kernels_for(xp, x)
+    if kernels is not None:
+        return kernels.max_pool(x, kernel, stride, pads, out_hw, argmax=False)
+    padded = K.pad_nchw(x, pads, -xp.inf)
     best = None
     for _, view in K.window_views(padded, kernel, stride, out_hw):
         if best is None:
@@ -112,6 +121,9 @@ def _max_scatter(g, idx, *, hw, kernel, stride, pads):
     Disjoint windows (stride >= kernel) are written, not added; when they tile the padded input
     exactly, nothing needs zeroing first."""
     xp = get_array_module(g)
+    kernels = kernels_for(xp, g)
+    if kernels is not None:
+        return kernels.max_scatter(g, idx, hw, kernel, stride, pads)
     n, c = g.shape[:2]
     shape = (n, c, hw[0] + pads[0] + pads[1], hw[1] + pads[2] + pads[3])
     disjoint = stride[0] >= kernel[0] and stride[1] >= kernel[1]
@@ -129,6 +141,9 @@ def _max_scatter(g, idx, *, hw, kernel, stride, pads):
 def _max_gather(x, idx, *, kernel, stride, pads):
     """The values of x (N, C, H, W) at the argmax positions (the adjoint of _max_scatter)."""
     xp = get_array_module(x)
+    kernels = kernels_for(xp, x)
+    if kernels is not None:
+        return kernels.max_gather(x, idx, kernel, stride, pads)
     padded = K.pad_nchw(x, pads, 0)
     out = xp.zeros_like(x, shape=idx.shape)
     for k, view in K.window_views(padded, kernel, stride, idx.shape[2:]):
@@ -176,8 +191,11 @@ def _divisor(x, hw, kernel, stride, pads, include_pad, extra=(0, 0)):
 
 
 def _avg_pool(x, *, kernel, stride, pads, include_pad, extra=(0, 0)):
-    padded = K.pad_nchw(x, pads, 0)
     out_hw = K.pool_out_hw(x.shape[2:], kernel, stride, pads)
+    kernels = kernels_for(get_array_module(x), x)
+    if kernels is not None:
+        return kernels.avg_pool(x, kernel, stride, pads, out_hw, include_pad, extra)
+    padded = K.pad_nchw(x, pads, 0)
     total = None
     for _, view in K.window_views(padded, kernel, stride, out_hw):
         if total is None:
@@ -191,6 +209,9 @@ def _avg_pool(x, *, kernel, stride, pads, include_pad, extra=(0, 0)):
 def _avg_spread(g, *, hw, kernel, stride, pads, include_pad, extra=(0, 0)):
     """The adjoint of _avg_pool: each output cotangent spread evenly over its window."""
     xp = get_array_module(g)
+    kernels = kernels_for(xp, g)
+    if kernels is not None:
+        return kernels.avg_spread(g, hw, kernel, stride, pads, include_pad, extra)
     n, c = g.shape[:2]
     g = g / _divisor(g, hw, kernel, stride, pads, include_pad, extra)
     padded = K.channel_major(g, (n, c, hw[0] + pads[0] + pads[1], hw[1] + pads[2] + pads[3]))
