@@ -20,6 +20,7 @@ from fnn.optim.base import (
     as_float,
     as_schedule,
     mask_leaves,
+    scaled_add,
     xp_of,
     zeros_like_tree,
 )
@@ -121,12 +122,9 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
         return TraceState(trace=zeros_like_tree(params))
 
     def step(g, buf):
-        new = buf * decay
-        new += g
+        new = scaled_add(buf, decay, g)
         if nesterov:
-            out = new * decay
-            out += g
-            return out, new
+            return scaled_add(new, decay, g), new
         return new, new
 
     def update(updates, state, params=None):

@@ -10,7 +10,7 @@ from fnn.nn.functional.conv import conv1d, conv2d, conv_transpose2d
 from fnn.nn.functional.dense import dense
 from fnn.nn.functional.dropout import dropout
 from fnn.nn.functional.embedding import embedding
-from fnn.nn.functional.normalization import (batch_norm, batch_norm_inference, batch_stats,
+from fnn.nn.functional.normalization import (batch_norm, batch_norm_inference, batch_stats, running_average,
                                              group_norm, layer_norm)
 from fnn.nn.functional.pooling import (adaptive_avg_pool2d, avg_pool1d, avg_pool2d, global_avg_pool,
                                        max_pool1d, max_pool2d)

@@ -18,8 +18,9 @@ import numpy as np
 import fnn.numpy as fnp
 from fnn.autodiff.tracer import defvjp, is_traced, primitive, strip
 from fnn.backend import get_array_module
+from fnn.nn.functional._cuda_batch_norm import batch_norm_kernels
 
-__all__ = ["batch_norm", "batch_stats", "batch_norm_inference", "layer_norm", "group_norm"]
+__all__ = ["batch_norm", "batch_stats", "running_average", "batch_norm_inference", "layer_norm", "group_norm"]
 
 
 def _shape(a):
@@ -66,6 +67,11 @@ def _bn_forward(x, scale, bias, eps=1e-5):
     c = x.shape[1]
     n = x.size // c
     cshape = _channel_shape(nd, c)
+    kernels = batch_norm_kernels(x, scale, bias)
+    if kernels is not None:  # CuPy: one launch
+        y, xhat, mean, var, inv_std = kernels.forward(x, scale, bias, eps)
+        _last_stats[:] = [weakref.ref(x), mean, var]
+        return y, (xhat, inv_std.reshape(cshape), {})
     mean = _channel_sum(x) * (1.0 / n)
     xhat = x - mean.reshape(cshape)
     var = _channel_sum(xhat, xhat) * (1.0 / n)
@@ -115,10 +121,13 @@ def _plain(*vals):
 def _bn_sums(g, res, need_gx=True):
     """(sum of g, sum of g * xhat) per channel for this cotangent, computed once for the three
     rules of a node (they run one after another with the same g; the memo lives in res)."""
-    xhat, _, memo = res
+    xhat, inv_std, memo = res
     if memo.get("g") is not g:
         memo.clear()
         memo["g"] = g
+    if "sg" not in memo and batch_norm_kernels(g, xhat) is not None:
+        _, sums = batch_norm_kernels(g, xhat).backward(g, xhat, None, inv_std, want_dx=False)
+        memo["sg"], memo["sgx"] = sums[0], sums[1]
     if "sg" not in memo:
         memo["sg"] = _channel_sum(g)
     if need_gx and "sgx" not in memo:
@@ -134,6 +143,16 @@ def _bn_x_rule(g, res, x, scale, bias, eps=1e-5):
     n = math.prod(gshape[a] for a in axes)
     cshape = _channel_shape(nd, gshape[1])
     if _plain(g, xhat, inv_std, scale):
+        kernels = batch_norm_kernels(g, xhat, scale)
+        if kernels is not None:  # CuPy: the sums (unless another rule made them) and dx, one launch
+            memo = res[2]
+            if memo.get("g") is g and "sg" in memo:
+                sums = kernels.xp.concatenate([memo["sg"], memo["sgx"]])
+                return kernels.backward(g, xhat, scale, inv_std, sums=sums)[0]
+            dx, sums = kernels.backward(g, xhat, scale, inv_std)
+            memo.clear()
+            memo.update(g=g, sg=sums[0], sgx=sums[1])
+            return dx
         # dx = k * (g - sum_g / n - xhat * sum_gx / n),  k = scale * inv_std, in three passes
         sg, sgx = _bn_sums(g, res)
         k = inv_std.reshape(-1) if scale is None else scale * inv_std.reshape(-1)
@@ -197,6 +216,21 @@ def batch_stats(x, ddof=0):
     centred = x - np.reshape(mean, _channel_shape(len(xs), xs[1]))
     var = np.sum(centred * centred, axis=axes) / max(n - ddof, 1)
     return mean, var.astype(mean.dtype, copy=False)
+
+
+def running_average(old_mean, old_var, mean, var, count: int, momentum: float) -> tuple:
+    """The running statistics a BatchNorm layer keeps, as PyTorch updates them:
+    `(1 - momentum) * old + momentum * new`, with the batch variance made unbiased
+    (`count / (count - 1)`); each result in its old value's dtype. Plain arrays (no gradient)."""
+    correction = count / max(count - 1, 1)
+    kernels = batch_norm_kernels(old_mean, old_var, mean, var)
+    if kernels is not None:  # CuPy: one launch for both
+        both = kernels.running_average(old_mean, old_var, mean, var, momentum, correction)
+        if both is not None:
+            return both
+    new_mean = ((1.0 - momentum) * old_mean + momentum * mean).astype(old_mean.dtype, copy=False)
+    new_var = ((1.0 - momentum) * old_var + momentum * (var * correction)).astype(old_var.dtype, copy=False)
+    return new_mean, new_var
 
 
 def batch_norm_inference(x, scale, bias, mean, var, *, eps=1e-5):

@@ -51,14 +51,9 @@ class BatchNorm(Module):
             return y, state
         y = F.batch_norm(x, scale, bias, eps=self.eps)
         mean, var = F.batch_stats(strip(x))
-        n = strip(x).size // c
-        unbiased = var * (n / max(n - 1, 1))
-        m = self.momentum
-        new_state = {
-            "mean": ((1.0 - m) * state["mean"] + m * mean).astype(state["mean"].dtype),
-            "var": ((1.0 - m) * state["var"] + m * unbiased).astype(state["var"].dtype),
-        }
-        return y, new_state
+        new_mean, new_var = F.running_average(state["mean"], state["var"], mean, var, strip(x).size // c,
+                                              self.momentum)
+        return y, {"mean": new_mean, "var": new_var}
 
 
 @attrs.frozen

@@ -71,7 +71,7 @@ def _wrap(x):
 class ndarray:
     """A device array in name: a NumPy array that refuses to mix with NumPy arrays."""
 
-    __slots__ = ("_a",)
+    __slots__ = ("_a", "__weakref__")
     __array_priority__ = 100.0
 
     def __init__(self, shape, dtype=float, memptr=None, strides=None, order="C"):
