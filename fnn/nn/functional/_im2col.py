@@ -20,7 +20,7 @@ matmuls (cuBLAS).
 
 from __future__ import annotations
 
-from fnn.backend import get_array_module
+from fnn.backend import get_array_module, matmul
 from fnn.nn.functional._cuda_kernels import kernels_for
 
 __all__ = ["out_size", "im2col", "col2im", "cols_matmul", "weight_from_cols", "conv_input_grad",
@@ -100,7 +100,7 @@ def cols_matmul(w, cols, groups: int):
     o = w.shape[0]
     _, _, _, n, oh, ow = cols.shape
     if groups == 1:
-        y = xp.matmul(w.reshape(o, -1), cols.reshape(-1, n * oh * ow))
+        y = matmul(w.reshape(o, -1), cols.reshape(-1, n * oh * ow))
     else:
         y = xp.matmul(w.reshape(groups, o // groups, -1),
                       cols.reshape(groups, -1, n * oh * ow)).reshape(o, -1)
@@ -114,7 +114,7 @@ def weight_from_cols(g, cols, w_shape, groups: int):
     g2 = _g2(g)
     npix = g2.shape[1]
     if groups == 1:
-        dw = xp.matmul(g2, cols.reshape(-1, npix).T)
+        dw = matmul(g2, cols.reshape(-1, npix).T)
     else:
         dw = xp.matmul(g2.reshape(groups, o // groups, npix),
                        cols.reshape(groups, -1, npix).transpose(0, 2, 1))
@@ -168,7 +168,7 @@ def _dcols(xp, w, g2, groups):
     """Column cotangent w^T g2: (C*kh*kw, M) from g2 (O, M), one GEMM (batched over groups)."""
     o = w.shape[0]
     if groups == 1:
-        return xp.matmul(w.reshape(o, -1).T, g2)
+        return matmul(w.reshape(o, -1).T, g2)
     return xp.matmul(w.reshape(groups, o // groups, -1).transpose(0, 2, 1),
                      g2.reshape(groups, o // groups, -1))
 

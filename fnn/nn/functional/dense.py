@@ -12,6 +12,7 @@ import numpy as np
 
 import fnn.numpy as fnp
 from fnn.autodiff.tracer import any_traced, defvjp, primitive
+from fnn.backend import matmul
 
 __all__ = ["dense"]
 
@@ -21,7 +22,7 @@ def _shape(a):
 
 
 def _dense_fun(x, w, b):
-    y = np.matmul(x, w)
+    y = np.matmul(x, w) if type(x) is np.ndarray else matmul(x, w)
     if b is not None:
         y += b
     return y
@@ -36,15 +37,15 @@ dense_unchecked = _dense
 
 def _x_rule(g, ans, x, w, b):
     if not any_traced(g, w):
-        return g @ w.T
+        return matmul(g, w.T)
     return fnp.matmul(g, fnp.transpose(w))
 
 
 def _w_rule(g, ans, x, w, b):
     if not any_traced(g, x):
         if x.ndim == 2:
-            return x.T @ g  # a transposed operand is a BLAS flag, not a copy
-        return x.reshape(-1, x.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+            return matmul(x.T, g)  # a transposed operand is a BLAS flag, not a copy
+        return matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]))
     n_in, n_out = _shape(x)[-1], _shape(g)[-1]
     return fnp.matmul(fnp.transpose(fnp.reshape(x, (-1, n_in))), fnp.reshape(g, (-1, n_out)))
 
