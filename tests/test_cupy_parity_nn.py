@@ -245,6 +245,11 @@ LOSSES = {
     "multiclass_hinge": (L.multiclass_hinge, LOGITS, LABELS),
     "nll": (lambda a, y: L.nll(nn.functional.log_softmax(a), y), LOGITS, LABELS),
     "softmax_cross_entropy": (L.softmax_cross_entropy, LOGITS, LABELS),
+    "softmax_cross_entropy_smoothed": (lambda a, y: L.softmax_cross_entropy(a, y, label_smoothing=0.2,
+                                                                           reduction="sum"),
+                                       LOGITS.astype(np.float32), LABELS.astype(np.int32)),
+    "softmax_cross_entropy_per_example": (lambda a, y: fnp.sum(L.softmax_cross_entropy(a, y, reduction="none") ** 2),
+                                          LOGITS, LABELS),
 }
 
 
@@ -262,7 +267,8 @@ def test_loss_on_cupy(name):
         with no_sync():
             return fnn.value_and_grad(fun, argnums=argnums)(a, b)
 
-    assert_same_on_backends(value_and_grad, a, b, rtol=1e-10, atol=1e-12)
+    tol = dict(rtol=1e-5, atol=1e-6) if a.dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
+    assert_same_on_backends(value_and_grad, a, b, **tol)
 
 
 SCORES = np.random.default_rng(4).standard_normal((40, 5))

@@ -9,6 +9,7 @@ from typing import Any
 import fnn.numpy as fnp
 from fnn.autodiff.tracer import any_traced, defvjp, primitive, strip
 from fnn.backend import get_array_module
+from fnn.losses._cuda_cross_entropy import cross_entropy_kernels
 from fnn.losses._common import (as_array, check_float, check_int_labels, check_reduction,
                                 check_same_shape, class_axis, is_integer_labels, onehot, reduce,
                                 shape_of)
@@ -44,6 +45,9 @@ def _sce_plain(logits, labels, axis, smoothing, reduction, want_softmax):
     """(loss, softmax or None) on plain arrays: shift by the max, exp, sum, and each example's
     log-sum-exp minus its label's entry; the softmax (the exps divided by their sums, in place)
     only when asked, as the residual of the logits rule."""
+    kernels = cross_entropy_kernels(logits, labels, axis) if is_integer_labels(labels) else None
+    if kernels is not None:  # CuPy, (N, K): one launch
+        return kernels.forward(logits, labels, smoothing, reduction, want_softmax)
     xp = get_array_module(logits)
     num_classes = logits.shape[axis]
     shifted = logits - logits.max(axis=axis, keepdims=True)
@@ -112,6 +116,9 @@ def _smoothed(labels, like, axis, smoothing):
 def _sce_grad_from_softmax(g, softmax, labels, axis, smoothing, reduction):
     """softmax - target, times the spread cotangent, for plain arrays and integer labels (the
     training step): one scaled copy of the softmax, the labels' entries lowered by indexing."""
+    kernels = cross_entropy_kernels(softmax, labels, axis)
+    if kernels is not None and type(g).__module__.startswith("cupy"):  # CuPy, (N, K): one launch
+        return kernels.grad(g, softmax, labels, smoothing, reduction)
     xp = get_array_module(softmax)
     if reduction == "none":
         scale = xp.expand_dims(g, axis)
