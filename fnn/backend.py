@@ -27,6 +27,7 @@ __all__ = [
     "MixedBackendError",
     "checks_values",
     "scatter_add",
+    "cupy_loaded",
     "matmul",
     "device_value_checks",
 ]
@@ -66,6 +67,12 @@ def scatter_add(out: Any, idx: Any, values: Any) -> None:
     import cupyx  # noqa: PLC0415  (imported only when a CuPy array is already in hand)
 
     cupyx.scatter_add(out, idx, values)
+
+
+def cupy_loaded() -> bool:
+    """True once CuPy has been imported by fnn (a CuPy array was seen or a transfer asked for):
+    a free test that lets host-only code skip its GPU paths altogether."""
+    return _cupy is not None
 
 
 def is_cupy_array(x: Any) -> bool:

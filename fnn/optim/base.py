@@ -77,6 +77,12 @@ def apply_updates(params: Any, updates: Any, *, donate: bool = False) -> Any:
                 return p
         return add(p, u)
 
+    if donate and backend.cupy_loaded():
+        from fnn.optim._foreach import add_into_tree  # noqa: PLC0415  (it imports this module's package)
+
+        leaves, treedef = tree.flatten(params)
+        if add_into_tree(leaves, treedef.flatten_up_to(updates)):  # CuPy: a few launches in all
+            return treedef.unflatten(leaves)
     return tree.map(add_in_place if donate else add, params, updates)
 
 

@@ -14,6 +14,7 @@ from typing import Any, Callable, NamedTuple
 import numpy as np
 
 from fnn import tree
+from fnn.optim._foreach import axpby_tree, scale_tree
 from fnn.optim.base import (
     EmptyState,
     GradientTransformation,
@@ -71,7 +72,7 @@ def scale(step_size: float) -> GradientTransformation:
         return EmptyState()
 
     def update(updates, state, params=None):
-        return tree.map(lambda u: u * step_size, updates), state
+        return scale_tree(updates, step_size, lambda u: u * step_size), state
 
     return GradientTransformation(init, update)
 
@@ -99,7 +100,7 @@ def scale_by_learning_rate(
         count = int(state.count)
         lr = schedule(count)
         factor = sign * lr
-        updates = tree.map(lambda u: u * factor, updates)
+        updates = scale_tree(updates, factor, lambda u: u * factor)
         return updates, ScaleByLearningRateState(count=count + 1, learning_rate=lr)
 
     return GradientTransformation(init, update)
@@ -130,6 +131,10 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
     def update(updates, state, params=None):
         flat, td = tree.flatten(updates)
         bufs = td.flatten_up_to(state.trace)
+        new = axpby_tree(decay, bufs, 1.0, flat)  # CuPy: a few launches for the whole tree
+        if new is not None:
+            outs = axpby_tree(decay, new, 1.0, flat) if nesterov else new
+            return td.unflatten(outs), TraceState(trace=td.unflatten(new))
         outs, new = zip(*[step(g, b) for g, b in zip(flat, bufs)]) if flat else ((), ())
         return td.unflatten(outs), TraceState(trace=td.unflatten(new))
 
