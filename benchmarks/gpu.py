@@ -14,9 +14,10 @@ default precision settings (cuDNN convolutions in TF32) as a second column. Ever
 from the same initial weights.
 
 Before timing: one step from the same weights on every stack; fnn's loss must match torch's
-(rtol 1e-3) and each gradient must match in relative norm (< 1e-3), else fnn is marked FAILED
-(and still timed); where float32 disagrees, the same check in float64 says whether the gap is
-rounding. Then one fnn step runs inside `cupyx.allow_synchronize(False)` (host round trips) and
+(rtol 1e-3) and each gradient must match in relative norm (< 1e-3); where float32 disagrees, the
+same step in float64 on both stacks decides, as in the CPU suite (a batch-norm bias gradient is a
+sum that cancels, so its float32 relative error is large for two correct stacks): "ok (float64)"
+when the float64 gradients agree within 1e-6, else FAILED (still timed). Then one fnn step runs inside `cupyx.allow_synchronize(False)` (host round trips) and
 one torch step under `torch.cuda.set_sync_debug_mode("error")`.
 
 Timing: warm-up, then R interleaved rounds (stack order rotated); in each round every stack does
@@ -340,6 +341,9 @@ def run_workload(name, args, env, cfg):
                 row["check_detail"] += (f"; float64: loss {l64:.10g} vs {lt64:.10g}, max grad rel. err "
                                         f"{e64:.1e} ({w64})" + (" -> float32 gap is rounding" if why64 is None
                                                                else " -> disagrees in float64 too"))
+                loss64_ok = abs(l64 - lt64) <= 1e-9 * abs(lt64) + 1e-12
+                if why64 is None and loss64_ok:  # judged in float64, as the CPU suite does
+                    row["check"] = "ok (float64)"
             except Exception as exc:  # noqa: BLE001
                 row["check_detail"] += f"; float64 check failed: {type(exc).__name__}: {exc}"
         log(f"[{name}] {s.label}: {row['check']} ({row['check_detail']})")
