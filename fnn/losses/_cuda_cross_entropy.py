@@ -33,7 +33,7 @@ extern "C" __global__ void fnn_sce_forward(
     double acc = 0.0;
     for (long long r = blockIdx.x * warps + warp; r < N; r += gridDim.x * warps) {
         const T* row = z + r * K;
-        double m = -INFINITY;
+        double m = __longlong_as_double(0xfff0000000000000LL);  // -inf
         for (long long j = lane; j < K; j += 32) m = fmax(m, (double)row[j]);
         for (int o = 16; o > 0; o >>= 1) m = fmax(m, __shfl_xor_sync(0xffffffff, m, o));
         double s = 0.0, sz = 0.0;
@@ -44,7 +44,8 @@ extern "C" __global__ void fnn_sce_forward(
         }
         const double lse = log(s);
         const long long label = (long long)labels[r];
-        double loss = (label >= 0 && label < K) ? lse - ((double)row[label] - m) : NAN;
+        double loss = (label >= 0 && label < K) ? lse - ((double)row[label] - m)
+                                                : __longlong_as_double(0x7ff8000000000000LL);  // NaN
         if (smoothing != 0.0) loss = (1.0 - smoothing) * loss - smoothing * (sz / (double)K - lse);
         if (want_softmax) {
             T* srow = softmax + r * K;
