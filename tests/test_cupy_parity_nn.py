@@ -204,11 +204,11 @@ def test_every_optimizer_has_a_parity_case():
                                           "scale_by_learning_rate"} == set()
 
 
-def _run_optimizer(opt, params, grads_seq):
+def _run_optimizer(opt, params, grads_seq, donate=False):
     state = opt.init(params)
     for grads in grads_seq:
         updates, state = opt.update(grads, state, params)
-        params = optim.apply_updates(params, updates)
+        params = optim.apply_updates(params, updates, donate=donate)
     return params, state
 
 
@@ -224,6 +224,21 @@ def test_optimizer_on_cupy(name, dtype):
     assert_on_backend(actual, "cupy", name)
     tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
     assert_trees_close(to_host(actual), expected, name, **tol)
+
+
+@requires_cupy
+@pytest.mark.parametrize("name", ["sgd", "adam", "identity"])
+def test_donated_updates_on_cupy(name):
+    """apply_updates(donate=True) updates the GPU arrays in place and matches NumPy."""
+    params = {"w": _x(3, 4), "b": _x(4), "deep": {"v": _x(2, 2, dtype=np.float64)}}
+    grads = [tree.map(lambda p: _x(*p.shape, dtype=p.dtype), params) for _ in range(3)]
+    expected = _run_optimizer(OPTIMIZERS[name], tree.map(np.copy, params), grads, donate=True)
+    gpu_params, gpu_grads = to_backend((params, grads), "cupy")
+    with no_sync():
+        actual = _run_optimizer(OPTIMIZERS[name], gpu_params, gpu_grads, donate=True)
+    assert actual[0]["w"] is gpu_params["w"]  # updated in place
+    assert_on_backend(actual, "cupy", name)
+    assert_trees_close(to_host(actual), expected, name, rtol=1e-5, atol=1e-6)
 
 
 # --------------------------------------------------------------------------------------------

@@ -70,8 +70,8 @@ def apply_updates(params: Any, updates: Any, *, donate: bool = False) -> Any:
         if type(u) is not Box:  # a traced update (differentiating through the step) is added
             try:
                 writeable = p.flags.writeable
-            except AttributeError:  # a Python number: nothing to update in place
-                writeable = False
+            except AttributeError:  # a Python number (nothing to update in place) or a CuPy array
+                writeable = backend.is_cupy_array(p) and p.dtype == getattr(u, "dtype", None)
             if writeable:
                 p += u  # NumPy's same-kind casting keeps p's dtype, as add's astype does
                 return p

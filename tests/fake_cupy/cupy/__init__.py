@@ -68,6 +68,19 @@ def _wrap(x):
     return x
 
 
+class _Flags:
+    """CuPy's ndarray.flags: contiguity and ownership only (no `writeable`)."""
+
+    __slots__ = ("c_contiguous", "f_contiguous", "owndata")
+
+    def __init__(self, flags):
+        self.c_contiguous, self.f_contiguous, self.owndata = flags.c_contiguous, flags.f_contiguous, flags.owndata
+
+    def __getitem__(self, name):
+        return getattr(self, {"C_CONTIGUOUS": "c_contiguous", "F_CONTIGUOUS": "f_contiguous",
+                              "OWNDATA": "owndata"}.get(name, name))
+
+
 class ndarray:
     """A device array in name: a NumPy array that refuses to mix with NumPy arrays."""
 
@@ -106,7 +119,7 @@ class ndarray:
     itemsize = property(lambda self: self._a.itemsize)
     nbytes = property(lambda self: self._a.nbytes)
     strides = property(lambda self: self._a.strides)
-    flags = property(lambda self: self._a.flags)
+    flags = property(lambda self: _Flags(self._a.flags))
     T = property(lambda self: _wrap(self._a.T))
     mT = property(lambda self: _wrap(_np.swapaxes(self._a, -1, -2)))
     real = property(lambda self: _wrap(self._a.real))
