@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["cross_entropy_kernels"]
+__all__ = ["cross_entropy_kernels", "cuda_sources"]
 
 _FORWARD = r"""
 typedef %(T)s T;
@@ -74,6 +74,12 @@ const double gv = (double)g[per_row ? row : 0] * inv_n;
 out = (T)(((double)p - s / (double)K - (j == label ? 1.0 - s : 0.0)) * gv);
 """
 
+def cuda_sources() -> dict[str, str]:
+    """Every CUDA source this module compiles, by variant (for a compile check without a GPU)."""
+    return {f"cross_entropy {t} {lab}": _FORWARD % {"T": t, "L": lab}
+            for t in ("float", "double") for lab in ("int", "long long")}
+
+
 _THREADS = 256
 _ONE_BLOCK_ROWS = 8192  # up to this many rows, one block reduces the loss itself
 
@@ -89,8 +95,8 @@ class CrossEntropyKernels:
     def _forward_kernel(self, dtype, label_dtype):
         key = (dtype.char, label_dtype.char)
         if key not in self._forward:
-            source = _FORWARD % {"T": "float" if dtype == np.float32 else "double",
-                                 "L": "int" if label_dtype == np.int32 else "long long"}
+            source = cuda_sources()[f"cross_entropy {'float' if dtype == np.float32 else 'double'} "
+                                    f"{'int' if label_dtype == np.int32 else 'long long'}"]
             self._forward[key] = self.xp.RawModule(code=source).get_function("fnn_sce_forward")
         return self._forward[key]
 

@@ -15,7 +15,7 @@ import numpy as np
 
 from fnn import backend, tree
 
-__all__ = ["scale_tree", "axpby_tree", "add_into_tree"]
+__all__ = ["scale_tree", "axpby_tree", "add_into_tree", "cuda_sources"]
 
 _GROUP = 16
 _SLOTS = ", ".join([f"T* out{k}" for k in range(_GROUP)] + [f"const T* x{k}" for k in range(_GROUP)]
@@ -54,12 +54,17 @@ _MAX_BLOCKS = 1024
 _kernels: dict = {}
 
 
+def cuda_sources() -> dict[str, str]:
+    """Every CUDA source this module compiles, by variant (for a compile check without a GPU)."""
+    return {f"foreach {t}": _SOURCE % {"T": t, "slots": _SLOTS, "group": _GROUP, "outs": _list("out"),
+                                       "xs": _list("x"), "ys": _list("y"), "ns": _list("n")}
+            for t in ("float", "double")}
+
+
 def _kernel(xp, dtype):
     key = (xp, dtype.char)
     if key not in _kernels:
-        source = _SOURCE % {"T": "float" if dtype == np.float32 else "double", "slots": _SLOTS,
-                            "group": _GROUP, "outs": _list("out"), "xs": _list("x"), "ys": _list("y"),
-                            "ns": _list("n")}
+        source = cuda_sources()[f"foreach {'float' if dtype == np.float32 else 'double'}"]
         _kernels[key] = xp.RawModule(code=source).get_function("fnn_foreach_axpby")
     return _kernels[key]
 

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["batch_norm_kernels"]
+__all__ = ["batch_norm_kernels", "cuda_sources"]
 
 _SOURCE = r"""
 typedef %(T)s T;
@@ -113,11 +113,16 @@ _THREADS = 512
 _cache: dict = {}
 
 
+def cuda_sources() -> dict[str, str]:
+    """Every CUDA source this module compiles, by variant (for a compile check without a GPU)."""
+    return {f"batch_norm {t}": _SOURCE % {"T": t} for t in ("float", "double")}
+
+
 def _kernel(xp: types.ModuleType, dtype: np.dtype, name: str):
     key = (dtype.char, name)
     if key not in _cache:
         ctype = "float" if dtype == np.float32 else "double"
-        module = xp.RawModule(code=_SOURCE % {"T": ctype})
+        module = xp.RawModule(code=cuda_sources()[f"batch_norm {ctype}"])
         _cache[key] = module.get_function(name)
     return _cache[key]
 
