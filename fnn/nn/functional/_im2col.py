@@ -114,7 +114,9 @@ def weight_from_cols(g, cols, w_shape, groups: int):
     g2 = _g2(g)
     npix = g2.shape[1]
     if groups == 1:
-        dw = matmul(g2, cols.reshape(-1, npix).T)
+        # (xp.matmul, not backend.matmul's cupy.dot: the inner dimension is every output pixel
+        # of the batch, and matmul's cuBLAS path was measured splitting it (split-K) on the GPU)
+        dw = xp.matmul(g2, cols.reshape(-1, npix).T)
     else:
         dw = xp.matmul(g2.reshape(groups, o // groups, npix),
                        cols.reshape(groups, -1, npix).transpose(0, 2, 1))
