@@ -28,6 +28,7 @@ __all__ = [
     "checks_values",
     "scatter_add",
     "cupy_loaded",
+    "kernel_module",
     "matmul",
     "device_value_checks",
 ]
@@ -67,6 +68,19 @@ def scatter_add(out: Any, idx: Any, values: Any) -> None:
     import cupyx  # noqa: PLC0415  (imported only when a CuPy array is already in hand)
 
     cupyx.scatter_add(out, idx, values)
+
+
+def kernel_module(*arrays: Any) -> types.ModuleType | None:
+    """CuPy, when every array given (None aside) is a CuPy array and CuPy compiles kernels
+    (RawModule); None otherwise (NumPy, traced values, the tests' NumPy-backed stand-in), where
+    the caller's array-operation path serves. The dispatch test of fnn's own GPU kernels."""
+    if not arrays or any(a is not None and not is_cupy_array(a) for a in arrays):
+        return None
+    try:
+        cp = _import_cupy()
+    except ImportError:  # an array type that only looks like CuPy's
+        return None
+    return cp if hasattr(cp, "RawModule") else None
 
 
 def cupy_loaded() -> bool:

@@ -82,3 +82,11 @@ def test_value_checks_run_on_host_data_and_on_the_gpu_only_when_asked():
     with backend.device_value_checks():
         assert backend.checks_values(FakeCupyArray())
     assert not backend.checks_values(FakeCupyArray())
+
+
+def test_kernel_module_is_none_without_real_cupy_kernels():
+    assert backend.kernel_module(np.ones(2)) is None
+    assert backend.kernel_module(np.ones(2), FakeCupyArray()) is None
+    assert backend.kernel_module() is None
+    if not backend.cupy_available():  # no CuPy here (or only the stand-in, which has no RawModule)
+        assert backend.kernel_module(FakeCupyArray()) is None

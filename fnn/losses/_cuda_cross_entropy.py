@@ -18,6 +18,8 @@ from typing import Any
 
 import numpy as np
 
+from fnn.backend import kernel_module
+
 __all__ = ["cross_entropy_kernels", "cuda_sources"]
 
 _FORWARD = r"""
@@ -146,18 +148,13 @@ _instances: dict = {}
 
 
 def cross_entropy_kernels(logits: Any, labels: Any, axis: int) -> CrossEntropyKernels | None:
-    """The kernels when `logits` is a real C-contiguous (N, K) CuPy float32/float64 array with
-    the classes on axis 1 and `labels` (N,) CuPy integers; None otherwise (the array path)."""
-    if not (type(logits).__module__.startswith("cupy") and type(labels).__module__.startswith("cupy")):
-        return None
-    if logits.ndim != 2 or axis not in (1, -1) or labels.shape != logits.shape[:1] \
+    """The kernels when `logits` is a C-contiguous (N, K) CuPy float32/float64 array with the
+    classes on axis 1 and `labels` (N,) CuPy integers, and CuPy compiles kernels; None otherwise
+    (the array path)."""
+    xp = kernel_module(logits, labels)
+    if xp is None or logits.ndim != 2 or axis not in (1, -1) or labels.shape != logits.shape[:1] \
             or logits.dtype not in (np.float32, np.float64) or labels.dtype.kind not in "iu" \
             or not logits.flags.c_contiguous:
-        return None
-    from fnn.backend import get_array_module  # noqa: PLC0415
-
-    xp = get_array_module(logits)
-    if not hasattr(xp, "RawModule"):
         return None
     if xp not in _instances:
         _instances[xp] = CrossEntropyKernels(xp)

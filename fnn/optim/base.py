@@ -206,21 +206,3 @@ def mask_leaves(mask: Any, params: Any) -> list[bool]:
         out.extend([bool(m)] * len(tree.leaves(sub)))
     return out
 
-
-_AXPY_KERNELS: dict = {}
-
-
-def scaled_add(x: Any, a: float, y: Any) -> Any:
-    """A fresh `a * x + y` of x's dtype: on CuPy one fused launch (an update step is many small
-    arrays, where each launch's host cost outweighs the arithmetic), on NumPy two passes."""
-    if backend.is_cupy_array(x) and backend.is_cupy_array(y) and y.dtype == x.dtype \
-            and hasattr(xp_of(x), "ElementwiseKernel"):
-        xp = xp_of(x)
-        kernel = _AXPY_KERNELS.get(xp)
-        if kernel is None:
-            kernel = _AXPY_KERNELS[xp] = xp.ElementwiseKernel(
-                "T x, float64 a, T y", "T z", "z = (T)(a * x + y)", "fnn_scaled_add")
-        return kernel(x, a, y)
-    out = x * a
-    out += y
-    return out

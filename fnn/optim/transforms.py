@@ -21,7 +21,6 @@ from fnn.optim.base import (
     as_float,
     as_schedule,
     mask_leaves,
-    scaled_add,
     xp_of,
     zeros_like_tree,
 )
@@ -123,9 +122,12 @@ def trace(decay: float, nesterov: bool = False) -> GradientTransformation:
         return TraceState(trace=zeros_like_tree(params))
 
     def step(g, buf):
-        new = scaled_add(buf, decay, g)
+        new = buf * decay
+        new += g
         if nesterov:
-            return scaled_add(new, decay, g), new
+            out = new * decay
+            out += g
+            return out, new
         return new, new
 
     def update(updates, state, params=None):

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from fnn.backend import kernel_module
+
 __all__ = ["batch_norm_kernels", "cuda_sources"]
 
 _SOURCE = r"""
@@ -227,16 +229,10 @@ _instances: dict = {}
 
 
 def batch_norm_kernels(*arrays: Any) -> BatchNormKernels | None:
-    """The kernels for these arrays' module when every one (None aside) is a real CuPy array of
-    float32 or float64 (None otherwise, traced values included: the array path serves)."""
-    for a in arrays:
-        if a is not None and (not type(a).__module__.startswith("cupy")
-                              or a.dtype not in (np.float32, np.float64)):
-            return None
-    from fnn.backend import get_array_module  # noqa: PLC0415
-
-    xp = get_array_module(arrays[0])
-    if not hasattr(xp, "RawModule"):
+    """The kernels when every array (None aside) is a CuPy float32/float64 array and CuPy
+    compiles kernels; None otherwise (traced values included: the array path serves)."""
+    xp = kernel_module(*arrays)
+    if xp is None or any(a is not None and a.dtype not in (np.float32, np.float64) for a in arrays):
         return None
     if xp not in _instances:
         _instances[xp] = BatchNormKernels(xp)
