@@ -352,6 +352,28 @@ def test_float32_preserved(name):
 
 # --- errors -----------------------------------------------------------------------------------------
 
+@given(st.sampled_from(["int8", "int16", "int32", "int64", "uint8", "uint32"]),
+       st.lists(st.integers(-130, 130), min_size=1, max_size=6), st.integers(1, 12),
+       st.booleans())
+def test_label_range_check_agrees_with_min_and_max(dtype, ids, num_classes, strided):
+    """The range check of integer labels (one reduction over the ids seen as unsigned) refuses
+    exactly the label arrays with an id below 0 or at least the class count, for every integer
+    width, signed or not, contiguous or strided; and names the offending id."""
+    info = np.iinfo(dtype)
+    ids = [i for i in ids if info.min <= i <= info.max] or [0]
+    labels = np.array(ids, dtype)
+    if strided:
+        labels = np.repeat(labels, 2)[::2]
+    z = np.zeros((labels.shape[0], num_classes))
+    lo, hi = int(labels.min()), int(labels.max())
+    if lo < 0 or hi >= num_classes:
+        bad = lo if lo < 0 else hi
+        with pytest.raises(ValueError, match=rf"label {bad} is out of range for {num_classes} classes"):
+            L.softmax_cross_entropy(z, labels)
+    else:
+        assert np.isfinite(L.softmax_cross_entropy(z, labels))
+
+
 def test_error_messages():
     z = np.zeros((4, 3))
     with pytest.raises(ValueError, match=r"softmax_cross_entropy.*label 3 .*3 classes.*\(4,\).*\(4, 3\)"):

@@ -60,6 +60,7 @@ class _NoTape:
 
 
 _NO_TAPE = _NoTape()
+_new = object.__new__  # for the hot paths that build nodes and boxes slot by slot
 NO_TRACE = 0  # the trace of start nodes, which need no place on a tape (see `start_node`)
 
 
@@ -375,13 +376,26 @@ def bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
     if not _is_differentiable(ans):
         return ans
     if prim.reads is None:
-        return Box(ans, top, Node(prim, unboxed, kwargs, ans if res is None else res, argnums, parents,
-                                  top))
-    # the plan key: the traced positions, then minus the argument count
-    keep_ans = _drop_unread(prim, (*argnums, -i), argnums, unboxed)
-    if res is None:
-        res = ans if keep_ans else None  # else the residuals stand in for ans
-    return Box(ans, top, Node(prim, unboxed, kwargs, res, argnums, parents, top))
+        keep = ans if res is None else res
+    else:
+        # the plan key: the traced positions, then minus the argument count
+        keep_ans = _drop_unread(prim, (*argnums, -i), argnums, unboxed)
+        keep = res if res is not None else ans if keep_ans else None  # residuals stand in for ans
+    # Node(...) and Box(...) built slot by slot, as in `_record` (no __init__ frames)
+    node = _new(Node)
+    node.prim = prim
+    node.args = unboxed
+    node.kwargs = kwargs
+    node.ans = keep
+    node.argnums = argnums
+    node.parents = parents
+    node.cotangent = None
+    _TAPES.get(top, _NO_TAPE).append(node)
+    box = _new(Box)
+    box._value = ans
+    box._trace = top
+    box._node = node
+    return box
 
 
 def _drop_unread(prim: Primitive, key: tuple, argnums: Any, values: list) -> bool:
@@ -402,7 +416,6 @@ def _drop_unread(prim: Primitive, key: tuple, argnums: Any, values: list) -> boo
 
 
 _NO_KWARGS: dict = {}
-_new = object.__new__
 _ARGNUMS = {1: (0,), 3: (0,), 5: (1,), 7: (0, 1)}  # traced positions of one/two-argument nodes
 
 

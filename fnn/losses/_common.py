@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 import fnn.numpy as fnp
 from fnn.autodiff.tracer import strip
 from fnn.backend import checks_values, get_array_module
@@ -57,6 +59,9 @@ def class_axis(ndim: int, axis: int, loss: str, what: str) -> int:
     return axis % ndim
 
 
+_UNSIGNED = {n: np.dtype(f"u{n}") for n in (1, 2, 4, 8)}  # the unsigned type of each integer width
+
+
 def check_int_labels(labels: Any, scores_shape: tuple, axis: int, loss: str, what: str) -> int:
     """Validate integer class ids against `scores_shape` (class axis `axis`); returns the class count.
 
@@ -72,8 +77,12 @@ def check_int_labels(labels: Any, scores_shape: tuple, axis: int, loss: str, wha
             f"the class axis {axis})")
     values = strip(labels)
     if values.size and checks_values(values):  # (on the GPU only when asked: a synchronisation)
-        lo, hi = int(values.min()), int(values.max())
-        if lo < 0 or hi >= num_classes:
+        # One reduction, not a min and a max: seen as unsigned, a negative id is larger than
+        # any class count, so the largest id alone says whether all are in range.
+        dtype = values.dtype
+        unsigned = values if dtype.kind == "u" else values.view(_UNSIGNED[dtype.itemsize])
+        if int(unsigned.max()) >= num_classes:
+            lo, hi = int(values.min()), int(values.max())
             bad = lo if lo < 0 else hi
             raise ValueError(
                 f"{loss}: label {bad} is out of range for {num_classes} classes (valid ids are "

@@ -151,6 +151,8 @@ def cross_entropy_kernels(logits: Any, labels: Any, axis: int) -> CrossEntropyKe
     """The kernels when `logits` is a C-contiguous (N, K) CuPy float32/float64 array with the
     classes on axis 1 and `labels` (N,) CuPy integers, and CuPy compiles kernels; None otherwise
     (the array path)."""
+    if type(logits) is np.ndarray:  # the host's common case, decided without the general test
+        return None
     xp = kernel_module(logits, labels)
     if xp is None or logits.ndim != 2 or axis not in (1, -1) or labels.shape != logits.shape[:1] \
             or logits.dtype not in (np.float32, np.float64) or labels.dtype.kind not in "iu" \
