@@ -103,7 +103,10 @@ class Node:
 def start_node() -> Node:
     """A node with no parents, standing for one input of a differentiated function. It is on no
     tape: the backward pass leaves the input's cotangent in its `cotangent` slot."""
-    return Node(None, None, None, None, (), (), NO_TRACE)
+    node = _new(Node)  # slot by slot (no __init__ frame): one per input leaf of every call
+    node.prim = node.args = node.kwargs = node.ans = node.cotangent = None
+    node.argnums = node.parents = ()
+    return node
 
 
 class ArgSpec:
