@@ -270,6 +270,10 @@ def backward_pass(roots: Iterable[tuple[Node, Any]], tape: list, starts: Sequenc
                         pg = prim.argnum_rule(argnum, g, ans, *args, **kwargs)
                     elif kwargs:
                         pg = rule(g, ans, *args, **kwargs)
+                    elif len(args) == 2:  # (spelled out: no tuple built from a list per call)
+                        pg = rule(g, ans, args[0], args[1])
+                    elif len(args) == 1:
+                        pg = rule(g, ans, args[0])
                     else:
                         pg = rule(g, ans, *args)  # no empty-dict unpacking: most nodes
                 parent = parents[i]
@@ -278,7 +282,7 @@ def backward_pass(roots: Iterable[tuple[Node, Any]], tape: list, starts: Sequenc
                 if kind is not Parts and kind is not Scattered:
                     arg = args[argnum]
                     try:  # fit_to's common case (shape and dtype already right), without the call
-                        fitted = pg.shape == arg.shape and pg.dtype == arg.dtype
+                        fitted = pg.shape == arg.shape and (pg.dtype is arg.dtype or pg.dtype == arg.dtype)
                     except AttributeError:  # a Python scalar on either side
                         fitted = False
                     if not fitted:

@@ -17,6 +17,8 @@ import itertools
 import types
 from typing import Any, Callable
 
+import numpy as np
+
 __all__ = [
     "Box",
     "Node",
@@ -61,6 +63,9 @@ class _NoTape:
 
 _NO_TAPE = _NoTape()
 _new = object.__new__  # for the hot paths that build nodes and boxes slot by slot
+# The usual dtypes, compared by identity before the general test `dtype.kind in "fc"` (whose
+# one-letter string is made anew at each call): hot paths run it for every node.
+F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
 NO_TRACE = 0  # the trace of start nodes, which need no place on a tape (see `start_node`)
 
 
@@ -216,7 +221,7 @@ def _is_differentiable(value: Any) -> bool:
     """Only floating (and complex) values carry gradients; integers and booleans do not."""
     dtype = getattr(value, "dtype", None)
     if dtype is not None:
-        return dtype.kind in "fc"
+        return dtype is F32 or dtype is F64 or dtype.kind in "fc"
     return isinstance(value, (float, complex))
 
 
@@ -413,7 +418,7 @@ def _drop_unread(prim: Primitive, key: tuple, argnums: Any, values: list) -> boo
     for j in drop:
         a = values[j]
         dt = getattr(a, "dtype", None)
-        if dt is not None and dt.kind in "fc":
+        if dt is F32 or dt is F64 or dt is not None and dt.kind in "fc":
             values[j] = _spec_of(a, dt)
     return keep_ans
 
@@ -435,7 +440,8 @@ def _record(prim: Primitive, top: int, ans: Any, values: list, mask: int, parent
     `_drop_unread` does, with the plan looked up by `mask`: 1 for bind1's one argument; for
     bind2's two, 1 plus 2 if x is differentiated plus 4 if y is)."""
     try:
-        if ans.dtype.kind not in "fc":
+        dt = ans.dtype
+        if dt is not F32 and dt is not F64 and dt.kind not in "fc":
             return ans
     except AttributeError:  # a Python scalar
         if not _is_differentiable(ans):
@@ -444,7 +450,7 @@ def _record(prim: Primitive, top: int, ans: Any, values: list, mask: int, parent
     for j in drop:
         a = values[j]
         dt = getattr(a, "dtype", None)  # (None: a Python scalar, an index, a shape: kept as is)
-        if dt is not None and dt.kind in "fc":
+        if dt is F32 or dt is F64 or dt is not None and dt.kind in "fc":
             spec = _SPECS.get(a.shape)  # _spec_of's lookup, inline
             if spec is None or spec.dtype is not dt or spec.array_type is not type(a):
                 spec = _spec_of(a, dt)

@@ -14,7 +14,7 @@ import numpy as np
 
 from fnn import tree
 from fnn.autodiff.backward import backward_pass, fit_to, zeros_like_value
-from fnn.autodiff.tracer import Box, end_trace, new_trace, start_node, strip
+from fnn.autodiff.tracer import F32, F64, Box, end_trace, new_trace, start_node, strip
 
 __all__ = ["vjp", "grad", "value_and_grad", "jvp", "jacobian", "hessian"]
 
@@ -68,7 +68,8 @@ def _trace_call(f: Callable, primals: tuple, has_aux: bool, who: str,
     def box_leaf(leaf):
         in_leaves.append(leaf)
         dtype = getattr(leaf, "dtype", None) if type(leaf) is not Box else None
-        if (dtype.kind in "fc") if dtype is not None else _is_float_leaf(leaf):
+        if (dtype is F32 or dtype is F64 or dtype.kind in "fc") if dtype is not None \
+                else _is_float_leaf(leaf):
             node = start_node()
             starts.append(node)
             return Box(leaf, trace, node)
