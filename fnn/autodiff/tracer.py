@@ -389,21 +389,7 @@ def bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
         # the plan key: the traced positions, then minus the argument count
         keep_ans = _drop_unread(prim, (*argnums, -i), argnums, unboxed)
         keep = res if res is not None else ans if keep_ans else None  # residuals stand in for ans
-    # Node(...) and Box(...) built slot by slot, as in `_record` (no __init__ frames)
-    node = _new(Node)
-    node.prim = prim
-    node.args = unboxed
-    node.kwargs = kwargs
-    node.ans = keep
-    node.argnums = argnums
-    node.parents = parents
-    node.cotangent = None
-    _TAPES.get(top, _NO_TAPE).append(node)
-    box = _new(Box)
-    box._value = ans
-    box._trace = top
-    box._node = node
-    return box
+    return Box(ans, top, Node(prim, unboxed, kwargs, keep, argnums, parents, top))
 
 
 def _drop_unread(prim: Primitive, key: tuple, argnums: Any, values: list) -> bool:

@@ -289,7 +289,7 @@ def jacobian(f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
         from fnn import numpy as fnp  # noqa: PLC0415 (assembling results needs the namespace)
 
         nums = _normalize_argnums(argnums, len(args), who)
-        primals = (args[0],) if nums == (0,) else tuple([args[i] for i in nums])
+        primals = tuple(args[i] for i in nums)
         out, vjp_fn, _ = _vjp(_fix_args(f, args, kwargs, nums), primals, False, retain=True, who=who)
         out_leaves, out_def = tree.flatten(out)
         zeros = [zeros_like_value(o) for o in out_leaves]
