@@ -56,7 +56,7 @@ def _grads32(f, args):
 @st.composite
 def dense_case(draw):
     lead = tuple(draw(st.lists(st.integers(0, 3), max_size=2)))
-    n_in, n_out = draw(st.integers(1, 3)), draw(st.integers(1, 3))
+    n_in, n_out = draw(st.integers(0, 3)), draw(st.integers(0, 3))  # empty feature axes too
     r = _rng(draw(seeds))
     return r.standard_normal(lead + (n_in,)), r.standard_normal((n_in, n_out)), r.standard_normal(n_out)
 

@@ -110,15 +110,16 @@ def test_matmul(ab):
     check(lambda x, y: x @ y, lambda x, y: x @ y, a, b)
 
 
-@pytest.mark.parametrize("a_shape", [(2, 3, 4), (2, 1, 3, 4), (3, 0, 4)])
-def test_matmul_stack_times_matrix(a_shape):
+@pytest.mark.parametrize("a_shape, m", [((2, 3, 4), 5), ((2, 1, 3, 4), 5), ((3, 0, 4), 5),
+                                        ((0, 0, 0), 0), ((2, 3, 0), 5), ((2, 3, 4), 0)])
+def test_matmul_stack_times_matrix(a_shape, m):
     """(..., n, k) @ (k, m), the layout of a dense layer on sequences: the matrix's cotangent is
     one product over all leading axes, and must equal the central differences and the sum of
-    the per-matrix products."""
+    the per-matrix products. Empty axes included (k = 0 once made the row count ambiguous)."""
     rng = np.random.default_rng(0)
-    a, b = rng.standard_normal(a_shape), rng.standard_normal((4, 5))
+    a, b = rng.standard_normal(a_shape), rng.standard_normal((a_shape[-1], m))
     check(fnp.matmul, np.matmul, a, b)
-    g = rng.standard_normal(a_shape[:-1] + (5,))
+    g = rng.standard_normal(a_shape[:-1] + (m,))
     _, vjp_fn = fnn.vjp(fnp.matmul, a, b)
     expected = np.tensordot(a, g, (tuple(range(a.ndim - 1)), tuple(range(a.ndim - 1))))
     np.testing.assert_allclose(vjp_fn(g)[1], expected, rtol=1e-12, atol=1e-12)

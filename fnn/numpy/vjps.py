@@ -393,7 +393,9 @@ def _matmul_b(g, ans, a, b):
     if type(g) is not Box and type(a) is not Box and a_nd >= 2 and getattr(b, "ndim", 0) >= 2:
         if a_nd > 2 and b.ndim == 2:  # (..., n, k) @ (k, m): one product over all leading axes,
             # not a batch of products summed afterwards (g has a's leading axes exactly)
-            return a.reshape(-1, a.shape[-1]).T @ g.reshape(-1, g.shape[-1])
+            # (row counts spelled out: reshape(-1, 0) of an empty array is ambiguous)
+            rows = math.prod(a.shape[:-1])
+            return a.reshape(rows, a.shape[-1]).T @ g.reshape(rows, g.shape[-1])
         return (a.T if a_nd == 2 else a.swapaxes(-1, -2)) @ g
     if len(shape_of(a)) == 1:
         return g * a if len(shape_of(b)) == 1 else S.expand_dims(a, -1) * S.expand_dims(g, -2)

@@ -8,6 +8,8 @@ itself (grad of grad).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 import fnn.numpy as fnp
@@ -45,16 +47,19 @@ def _w_rule(g, ans, x, w, b):
     if not any_traced(g, x):
         if x.ndim == 2:
             return matmul(x.T, g)  # a transposed operand is a BLAS flag, not a copy
-        return matmul(x.reshape(-1, x.shape[-1]).T, g.reshape(-1, g.shape[-1]))
-    n_in, n_out = _shape(x)[-1], _shape(g)[-1]
-    return fnp.matmul(fnp.transpose(fnp.reshape(x, (-1, n_in))), fnp.reshape(g, (-1, n_out)))
+        rows = math.prod(x.shape[:-1])  # (not -1: reshape(-1, 0) of an empty array is ambiguous)
+        return matmul(x.reshape(rows, x.shape[-1]).T, g.reshape(rows, g.shape[-1]))
+    x_shape, n_out = _shape(x), _shape(g)[-1]
+    rows = math.prod(x_shape[:-1])
+    return fnp.matmul(fnp.transpose(fnp.reshape(x, (rows, x_shape[-1]))), fnp.reshape(g, (rows, n_out)))
 
 
 def _b_rule(g, ans, x, w, b):
     if not any_traced(g):
-        g2 = g if g.ndim == 2 else g.reshape(-1, g.shape[-1])
+        g2 = g if g.ndim == 2 else g.reshape(math.prod(g.shape[:-1]), g.shape[-1])
         return np.add.reduce(g2, axis=0) if type(g2) is np.ndarray else g2.sum(axis=0)
-    return fnp.sum(fnp.reshape(g, (-1, _shape(g)[-1])), axis=0)
+    g_shape = _shape(g)
+    return fnp.sum(fnp.reshape(g, (math.prod(g_shape[:-1]), g_shape[-1])), axis=0)
 
 
 defvjp(_dense, _x_rule, _w_rule, _b_rule, reads=[(1,), (0,), ()])
