@@ -29,6 +29,7 @@ __all__ = [
     "new_trace",
     "end_trace",
     "start_node",
+    "StartNode",
     "NoGradientError",
     "is_traced",
     "any_traced",
@@ -105,12 +106,18 @@ class Node:
         _TAPES.get(trace, _NO_TAPE).append(self)
 
 
-def start_node() -> Node:
-    """A node with no parents, standing for one input of a differentiated function. It is on no
-    tape: the backward pass leaves the input's cotangent in its `cotangent` slot."""
-    node = _new(Node)  # slot by slot (no __init__ frame): one per input leaf of every call
-    node.prim = node.args = node.kwargs = node.ans = node.cotangent = None
-    node.argnums = node.parents = ()
+class StartNode:
+    """Stands for one input of a differentiated function: a parent of the nodes that use it, on
+    no tape. The backward pass reads a parent's `cotangent` slot only, so this is all it has; the
+    input's cotangent is left there."""
+
+    __slots__ = ("cotangent",)
+
+
+def start_node() -> StartNode:
+    """A fresh StartNode with no cotangent yet."""
+    node = _new(StartNode)  # (no __init__ frame: one per input leaf of every call)
+    node.cotangent = None
     return node
 
 

@@ -14,7 +14,7 @@ import numpy as np
 
 from fnn import tree
 from fnn.autodiff.backward import backward_pass, fit_to, zeros_like_value
-from fnn.autodiff.tracer import F32, F64, Box, end_trace, new_trace, start_node, strip
+from fnn.autodiff.tracer import F32, F64, Box, StartNode, _new, end_trace, new_trace, strip
 
 __all__ = ["vjp", "grad", "value_and_grad", "jvp", "jacobian", "hessian"]
 
@@ -70,9 +70,16 @@ def _trace_call(f: Callable, primals: tuple, has_aux: bool, who: str,
         dtype = getattr(leaf, "dtype", None) if type(leaf) is not Box else None
         if (dtype is F32 or dtype is F64 or dtype.kind in "fc") if dtype is not None \
                 else _is_float_leaf(leaf):
-            node = start_node()
+            # start_node() and Box(...) spelled out, slot by slot: no function frames for what
+            # every input leaf of every call makes.
+            node = _new(StartNode)
+            node.cotangent = None
             starts.append(node)
-            return Box(leaf, trace, node)
+            box = _new(Box)
+            box._value = leaf
+            box._trace = trace
+            box._node = node
+            return box
         starts.append(None)
         return leaf
 
