@@ -1,9 +1,9 @@
-"""What recording a tape costs: the W4 RNN loop under a bare tape, under fnn, and hand-written.
+"""What recording a tape costs, against hand-written NumPy, measured in one process, interleaved.
 
-The loop of W4 (`stacks/common.py`: Elman RNN 1->64, 50 steps, batch 32, readout every step, MSE)
-records four operations per time step (a column of the input projection, a matrix product, a sum,
-a tanh) when it is differentiated by a define-by-run autodiff. This script times one training step
-of that loop three ways, in one process, interleaved:
+`--workload rnn` (the default): the loop of W4 (`stacks/common.py`: Elman RNN 1->64, 50 steps,
+batch 32, readout every step, MSE) records four operations per time step (a column of the input
+projection, a matrix product, a sum, a tanh) when it is differentiated by a define-by-run
+autodiff. One training step of that loop is timed three ways:
 
 - numpy: the hand-written forward and backward (`stacks/numpy_ref.py`), the floor;
 - bare tape: each operation computes its value and appends a closure that, called in reverse
@@ -14,10 +14,22 @@ of that loop three ways, in one process, interleaved:
   (`stacks/fnn_impl.rnn_loop`).
 
 The gap between the bare tape and numpy is what any tape pays for the loop's 200 small nodes; the
-gap between fnn and the bare tape is what fnn's per-node guarantees cost. Gradients of the bare
-tape are checked against the hand-written ones in float64 before timing.
+gap between fnn and the bare tape is what fnn's per-node guarantees cost.
 
-    PYTHONPATH=. python benchmarks/tape_floor.py [--rounds 7] [--out FILE.md]
+`--workload mlp`: W1 (784-1024-10, ReLU, softmax cross-entropy, batch 128) has four nodes, so
+its gap to the floor is fnn's fixed cost per step. The step is timed as numpy, a bare tape, and
+fnn built up one layer of the library at a time:
+
+- fnn, primitives only: `fnn.value_and_grad` of the loss written with the dense, ReLU and
+  softmax cross-entropy primitives themselves, and SGD as `p -= lr * g` leaf by leaf;
+- + loss checks: the loss through `fnn.losses.softmax_cross_entropy` (argument, shape and label
+  range checks);
+- + layers: the model as `fnn.nn.Sequential([Dense, ReLU, Dense])` (shape checks per layer);
+- + fnn.optim: SGD with `fnn.optim.sgd` and `apply_updates(donate=True)`, the suite's fnn step.
+
+Gradients of every stack are checked against the hand-written ones in float64 before timing.
+
+    PYTHONPATH=. python benchmarks/tape_floor.py [--workload rnn|mlp] [--rounds 7] [--out FILE.md]
 """
 
 from __future__ import annotations
@@ -116,8 +128,140 @@ def bare_tape_rnn(lr: float):
     return (lambda weights: {k: np.array(v) for k, v in weights.items()}), step
 
 
+def bare_tape_mlp(lr: float):
+    """(init, step) of W1 differentiated by a bare closure tape: dense, ReLU, dense, softmax
+    cross-entropy, with the same NumPy calls as the hand-written step."""
+    import numpy as np  # noqa: PLC0415 (imported after the thread settings)
+
+    class Var:
+        __slots__ = ("value", "grad")
+
+        def __init__(self, value):
+            self.value, self.grad = value, None
+
+        def add_grad(self, g):
+            self.grad = g if self.grad is None else self.grad + g
+
+    def step(p, batch):
+        tape = []
+        w = {k: Var(v) for k, v in p.items()}
+
+        def dense(x, weight, bias, need_dx=True):
+            y = x.value @ weight.value
+            y += bias.value
+            out = Var(y)
+
+            def back():
+                g = out.grad
+                weight.add_grad(x.value.T @ g)
+                bias.add_grad(g.sum(0))
+                if need_dx:
+                    x.add_grad(g @ weight.value.T)
+            tape.append(back)
+            return out
+
+        def relu(a):
+            out = Var(np.maximum(a.value, 0))
+
+            def back():
+                a.add_grad(out.grad * (out.value > 0))
+            tape.append(back)
+            return out
+
+        def softmax_ce(z, labels):  # the loss, and the logits' cotangent seeded right away
+            loss, dz = np.float32(0), None
+            shifted = z.value - z.value.max(1, keepdims=True)
+            e = np.exp(shifted)
+            sums = e.sum(1, keepdims=True)
+            n = shifted.shape[0]
+            loss = (np.log(sums[:, 0]).sum() - shifted[np.arange(n), labels].sum()) / n
+            e /= sums * n
+            e[np.arange(n), labels] -= 1.0 / n
+            dz = e
+            tape.append(lambda: z.add_grad(dz))
+            return loss
+
+        x = Var(batch["x"])
+        h = relu(dense(x, w["fc1.w"], w["fc1.b"], need_dx=False))
+        loss = softmax_ce(dense(h, w["fc2.w"], w["fc2.b"]), batch["y"])
+        for back in reversed(tape):
+            back()
+        grads = {k: v.grad for k, v in w.items()}
+        for k, g in grads.items():
+            p[k] -= lr * g
+        return p, loss, grads
+
+    return (lambda weights: {k: np.array(v) for k, v in weights.items()}), step
+
+
+def fnn_mlp_rungs(lr: float) -> dict:
+    """W1's step with fnn, one layer of the library added at a time (see the module docstring):
+    name -> (init, step)."""
+    import numpy as np  # noqa: PLC0415 (imported after the thread settings)
+
+    import fnn  # noqa: PLC0415
+    from fnn import losses, nn  # noqa: PLC0415
+    from fnn.losses.classification import _sce  # noqa: PLC0415 (the bare primitive, unchecked)
+    from fnn.nn.functional import relu  # noqa: PLC0415
+    from fnn.nn.functional.dense import dense_unchecked  # noqa: PLC0415
+    from stacks import common, fnn_impl  # noqa: PLC0415
+
+    def primitives_loss(p, batch):
+        h = relu(dense_unchecked(batch["x"], p["fc1"]["w"], p["fc1"]["b"]))
+        z = dense_unchecked(h, p["fc2"]["w"], p["fc2"]["b"])
+        return _sce(z, batch["y"], axis=1, smoothing=0.0, reduction="mean")
+
+    def checked_loss(p, batch):
+        h = relu(dense_unchecked(batch["x"], p["fc1"]["w"], p["fc1"]["b"]))
+        return losses.softmax_cross_entropy(dense_unchecked(h, p["fc2"]["w"], p["fc2"]["b"]), batch["y"])
+
+    model = nn.Sequential([nn.Dense(1024, name="fc1"), nn.ReLU(), nn.Dense(10, name="fc2")])
+
+    def layers_loss(p, batch):
+        out, _ = model.apply(p, {}, batch["x"], train=True)
+        return losses.softmax_cross_entropy(out, batch["y"])
+
+    def with_sgd(loss_fn):
+        value_and_grad = fnn.value_and_grad(loss_fn)
+
+        def step(p, batch):
+            loss, grads = value_and_grad(p, batch)
+            for layer, leaves in grads.items():
+                for k, g in leaves.items():
+                    p[layer][k] -= lr * g
+            return p, loss, grads
+
+        return (lambda weights: common.unflatten({k: np.array(v) for k, v in weights.items()})), step
+
+    return {
+        "fnn, primitives only": with_sgd(primitives_loss),
+        "+ loss checks": with_sgd(checked_loss),
+        "+ layers": with_sgd(layers_loss),
+        "+ fnn.optim (the suite's fnn step)": fnn_impl.mlp(lr),
+    }
+
+
+WORKLOAD_TITLES = {
+    "rnn": "What a tape costs: the W4 RNN loop (`benchmarks/tape_floor.py`)",
+    "mlp": "What each layer of fnn costs: the W1 step (`benchmarks/tape_floor.py --workload mlp`)",
+}
+
+
+def stacks_for(workload: str) -> dict:
+    """name -> (init, step) for `workload`, the hand-written NumPy step first."""
+    from stacks import common, fnn_impl, numpy_ref  # noqa: PLC0415
+
+    lr = common.LR[workload]
+    if workload == "rnn":
+        return {"numpy (hand-written)": numpy_ref.rnn(lr), "bare tape": bare_tape_rnn(lr),
+                "fnn (loop)": fnn_impl.rnn_loop(lr)}
+    return {"numpy (hand-written)": numpy_ref.mlp(lr), "bare tape": bare_tape_mlp(lr),
+            **fnn_mlp_rungs(lr)}
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--workload", choices=sorted(WORKLOAD_TITLES), default="rnn")
     p.add_argument("--rounds", type=int, default=7)
     p.add_argument("--steps", type=int, default=30, help="timed steps per stack and round")
     p.add_argument("--threads", type=int, default=2)
@@ -128,23 +272,25 @@ def main(argv=None) -> None:
     sys.path.insert(0, HERE)
     import numpy as np  # noqa: PLC0415 (after the thread settings)
 
-    from stacks import common, fnn_impl, numpy_ref  # noqa: PLC0415
+    from stacks import common  # noqa: PLC0415
 
-    weights, batch, lr = common.init_weights("rnn"), common.make_batch("rnn"), common.LR["rnn"]
-    stacks = {"numpy (hand-written)": numpy_ref.rnn(lr), "bare tape": bare_tape_rnn(lr),
-              "fnn (loop)": fnn_impl.rnn_loop(lr)}
+    weights, batch = common.init_weights(args.workload), common.make_batch(args.workload)
+    stacks = stacks_for(args.workload)
+    names = list(stacks)
 
-    # The bare tape's float64 gradients against the hand-written ones.
+    # Every stack's float64 gradients against the hand-written ones.
     w64 = {k: v.astype(np.float64) for k, v in weights.items()}
     b64 = {k: v.astype(np.float64) if v.dtype.kind == "f" else v for k, v in batch.items()}
-    _, _, g_ref = stacks["numpy (hand-written)"][1](numpy_ref._init(w64), b64)
-    _, _, g_tape = stacks["bare tape"][1]({k: v.copy() for k, v in w64.items()}, b64)
-    for k in g_ref:
-        np.testing.assert_allclose(g_tape[k], g_ref[k], rtol=1e-9, atol=1e-12, err_msg=k)
+    g_ref = stacks[names[0]][1](stacks[names[0]][0](w64), b64)[2]
+    for name in names[1:]:
+        init, step = stacks[name]
+        g = common.flatten(step(init(w64), b64)[2])  # (fnn's gradients are nested dicts)
+        for k in g_ref:
+            np.testing.assert_allclose(np.asarray(g[k]), g_ref[k], rtol=1e-9, atol=1e-12,
+                                       err_msg=f"{name}: {k}")
 
     state = {name: init(weights) for name, (init, _) in stacks.items()}
     samples: dict[str, list] = {name: [] for name in stacks}
-    names = list(stacks)
     for name in names:  # warm-up
         for _ in range(3):
             state[name] = stacks[name][1](state[name], batch)[0]
@@ -160,13 +306,13 @@ def main(argv=None) -> None:
 
     floor = float(np.median(samples[names[0]]))
     lines = [
-        "## What a tape costs: the W4 RNN loop (`benchmarks/tape_floor.py`)",
+        f"## {WORKLOAD_TITLES[args.workload]}",
         "",
         f"- {time.strftime('%Y-%m-%d %H:%M:%S')}; {platform.processor() or platform.machine()}; "
         f"{os.cpu_count()} CPUs; Python {platform.python_version()}; NumPy {np.__version__}; "
         f"{args.threads} BLAS threads",
         f"- one process, {args.rounds} interleaved rounds x {args.steps} steps per stack; median ms per "
-        "training step; the bare tape's float64 gradients equal the hand-written ones (rtol 1e-9)",
+        "training step; every stack's float64 gradients equal the hand-written ones (rtol 1e-9)",
         "",
         "| stack | median ms/step | IQR | × numpy |",
         "|---|---:|---:|---:|",
@@ -174,7 +320,7 @@ def main(argv=None) -> None:
     for name in names:
         s = np.array(samples[name]) * 1e3
         q1, med, q3 = np.percentile(s, [25, 50, 75])
-        lines.append(f"| {name} | {med:.2f} | {q1:.2f} – {q3:.2f} | {med / (floor * 1e3):.2f} |")
+        lines.append(f"| {name} | {med:.2f} | {q1:.2f} – {q3:.2f} | {med / (floor * 1e3):.3f} |")
     report = "\n".join(lines) + "\n"
     print(report)
     if args.out:
