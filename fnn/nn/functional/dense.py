@@ -1,9 +1,9 @@
 """The dense (fully connected) layer as one primitive: y = x @ w + b, weights laid out (in, out).
 
-The rules have two forms with the same math: plain array methods when nothing in them is traced
-(first-order gradients, the hot path: a few microseconds less per layer than going through
-fnn.numpy's dispatch), and fnn.numpy calls when an enclosing transform differentiates the rule
-itself (grad of grad).
+The rules have three forms with the same math: NumPy's operators when the arrays are plain
+NumPy ones (first-order gradients on the CPU, the hot path: not even a function call on top);
+`fnn.backend.matmul` when nothing is traced but the arrays may be CuPy's; and fnn.numpy calls
+when an enclosing transform differentiates the rule itself (grad of grad).
 """
 
 from __future__ import annotations
@@ -38,12 +38,16 @@ dense_unchecked = _dense
 
 
 def _x_rule(g, ans, x, w, b):
+    if type(g) is np.ndarray and type(w) is np.ndarray:
+        return g @ w.T
     if not any_traced(g, w):
         return matmul(g, w.T)
     return fnp.matmul(g, fnp.transpose(w))
 
 
 def _w_rule(g, ans, x, w, b):
+    if type(g) is np.ndarray and type(x) is np.ndarray and x.ndim == 2:
+        return x.T @ g  # a transposed operand is a BLAS flag, not a copy
     if not any_traced(g, x):
         if x.ndim == 2:
             return matmul(x.T, g)  # a transposed operand is a BLAS flag, not a copy
@@ -55,6 +59,8 @@ def _w_rule(g, ans, x, w, b):
 
 
 def _b_rule(g, ans, x, w, b):
+    if type(g) is np.ndarray and g.ndim == 2:
+        return np.add.reduce(g, axis=0)  # (g.sum would add a Python-level wrapper)
     if not any_traced(g):
         g2 = g if g.ndim == 2 else g.reshape(math.prod(g.shape[:-1]), g.shape[-1])
         return np.add.reduce(g2, axis=0) if type(g2) is np.ndarray else g2.sum(axis=0)
