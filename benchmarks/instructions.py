@@ -65,7 +65,7 @@ def _problem(workload: str, hidden: int, batch: int, time_steps: int) -> tuple:
                "out.w": rng.normal(size=(hidden, 1)).astype(f32), "out.b": np.zeros(1, f32)}
     data = {"x": rng.normal(size=(batch, time_steps, 1)).astype(f32),
             "y": rng.normal(size=(batch, time_steps, 1)).astype(f32)}
-    return weights, data, {"numpy": numpy_ref.rnn, "bare": tape_floor.bare_tape_rnn,
+    return weights, data, {"numpy": numpy_ref.rnn, "bare": lambda: tape_floor.bare_tape_rnn(common.LR["rnn"]),
                            "fnn": fnn_impl.rnn_loop}
 
 
