@@ -21,7 +21,8 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from fnn.backend import module_for_type
-from fnn.autodiff.tracer import ArgSpec, Box, Node, Parts, Primitive, defvjp, primitive, start_node, strip
+from fnn.autodiff.tracer import (ArgSpec, Box, Node, Parts, Primitive, StartNode, defvjp, primitive,
+                                 start_node, strip)
 
 __all__ = ["backward_pass", "Scattered", "sum_to_shape", "broadcast_to", "cast", "add_cotangents",
            "zeros_like_value", "shape_of", "dtype_of"]
@@ -223,8 +224,8 @@ def _accumulate(old: Any, new: Any) -> Any:
     return old + new  # both fitted to the same argument: same shape, dtype and device
 
 
-def backward_pass(roots: Iterable[tuple[Node, Any]], tape: list, starts: Sequence[Node | None],
-                  retain: bool = False) -> list:
+def backward_pass(roots: Iterable[tuple[Node | StartNode, Any]], tape: list,
+                  starts: Sequence[StartNode | None], retain: bool = False) -> list:
     """Propagate cotangents from `(node, cotangent)` roots back through `tape` (the nodes of one
     trace, oldest first); return the cotangent of each of `starts` (None where none arrived).
 
@@ -306,7 +307,7 @@ def backward_pass(roots: Iterable[tuple[Node, Any]], tape: list, starts: Sequenc
     return _take_cotangents(starts)
 
 
-def _take_cotangents(starts: Sequence[Node | None]) -> list:
+def _take_cotangents(starts: Sequence[StartNode | None]) -> list:
     """The cotangents gathered at `starts`, emptying their slots (for the next pass)."""
     out = []
     for node in starts:

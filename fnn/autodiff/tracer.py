@@ -67,7 +67,6 @@ _new = object.__new__  # for the hot paths that build nodes and boxes slot by sl
 # The usual dtypes, compared by identity before the general test `dtype.kind in "fc"` (whose
 # one-letter string is made anew at each call): hot paths run it for every node.
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
-NO_TRACE = 0  # the trace of start nodes, which need no place on a tape (see `start_node`)
 
 
 def new_trace() -> int:
