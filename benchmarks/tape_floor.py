@@ -43,25 +43,45 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
+class _Var:
+    """A value on a bare tape, and the cotangent gathered for it."""
+
+    __slots__ = ("value", "grad")
+
+    def __init__(self, value):
+        self.value, self.grad = value, None
+
+    def add_grad(self, g):
+        self.grad = g if self.grad is None else self.grad + g
+
+
+def _backward_and_sgd(tape: list, w: dict, p: dict, lr: float) -> dict:
+    """Run a bare tape's closures newest first, then `p -= lr * g` for every weight; return the
+    gradients."""
+    for back in reversed(tape):
+        back()
+    grads = {k: v.grad for k, v in w.items()}
+    for k, g in grads.items():
+        p[k] -= lr * g
+    return grads
+
+
+def _copy_weights(weights: dict) -> dict:
+    import numpy as np  # noqa: PLC0415 (imported after the thread settings)
+
+    return {k: np.array(v) for k, v in weights.items()}
+
+
 def bare_tape_rnn(lr: float):
     """(init, step) of the W4 loop differentiated by a bare closure tape."""
     import numpy as np  # noqa: PLC0415 (imported after the thread settings)
 
-    class Var:
-        __slots__ = ("value", "grad")
-
-        def __init__(self, value):
-            self.value, self.grad = value, None
-
-        def add_grad(self, g):
-            self.grad = g if self.grad is None else self.grad + g
-
     def step(p, batch):
         tape = []
-        w = {k: Var(v) for k, v in p.items()}
+        w = {k: _Var(v) for k, v in p.items()}
 
         def matmul(a, b):
-            out = Var(a.value @ b.value)
+            out = _Var(a.value @ b.value)
 
             def back():
                 g = out.grad
@@ -71,7 +91,7 @@ def bare_tape_rnn(lr: float):
             return out
 
         def add(a, b):  # b may broadcast along the leading axes (a bias)
-            out = Var(a.value + b.value)
+            out = _Var(a.value + b.value)
 
             def back():
                 g = out.grad
@@ -81,7 +101,7 @@ def bare_tape_rnn(lr: float):
             return out
 
         def tanh(a):
-            out = Var(np.tanh(a.value))
+            out = _Var(np.tanh(a.value))
 
             def back():
                 a.add_grad(out.grad * (1 - out.value * out.value))
@@ -89,7 +109,7 @@ def bare_tape_rnn(lr: float):
             return out
 
         def column(a, t):
-            out = Var(a.value[:, t])
+            out = _Var(a.value[:, t])
 
             def back():
                 if a.grad is None:
@@ -99,7 +119,7 @@ def bare_tape_rnn(lr: float):
             return out
 
         def stack(hs):
-            out = Var(np.stack([h.value for h in hs], 1))
+            out = _Var(np.stack([h.value for h in hs], 1))
 
             def back():
                 for t, h in enumerate(hs):
@@ -107,9 +127,9 @@ def bare_tape_rnn(lr: float):
             tape.append(back)
             return out
 
-        x, y = Var(batch["x"]), batch["y"]
+        x, y = _Var(batch["x"]), batch["y"]
         xp = add(matmul(x, w["rnn.w_ih"]), add(w["rnn.b_ih"], w["rnn.b_hh"]))
-        h = Var(np.zeros((x.value.shape[0], p["rnn.w_hh"].shape[0]), x.value.dtype))
+        h = _Var(np.zeros((x.value.shape[0], p["rnn.w_hh"].shape[0]), x.value.dtype))
         outs = []
         for t in range(x.value.shape[1]):
             h = tanh(add(column(xp, t), matmul(h, w["rnn.w_hh"])))
@@ -118,14 +138,9 @@ def bare_tape_rnn(lr: float):
         diff = pred.value - y
         loss = (diff * diff).sum() / diff.size
         pred.grad = diff * (2.0 / diff.size)
-        for back in reversed(tape):
-            back()
-        grads = {k: v.grad for k, v in w.items()}
-        for k, g in grads.items():
-            p[k] -= lr * g
-        return p, loss, grads
+        return p, loss, _backward_and_sgd(tape, w, p, lr)
 
-    return (lambda weights: {k: np.array(v) for k, v in weights.items()}), step
+    return _copy_weights, step
 
 
 def bare_tape_mlp(lr: float):
@@ -133,23 +148,14 @@ def bare_tape_mlp(lr: float):
     cross-entropy, with the same NumPy calls as the hand-written step."""
     import numpy as np  # noqa: PLC0415 (imported after the thread settings)
 
-    class Var:
-        __slots__ = ("value", "grad")
-
-        def __init__(self, value):
-            self.value, self.grad = value, None
-
-        def add_grad(self, g):
-            self.grad = g if self.grad is None else self.grad + g
-
     def step(p, batch):
         tape = []
-        w = {k: Var(v) for k, v in p.items()}
+        w = {k: _Var(v) for k, v in p.items()}
 
         def dense(x, weight, bias, need_dx=True):
             y = x.value @ weight.value
             y += bias.value
-            out = Var(y)
+            out = _Var(y)
 
             def back():
                 g = out.grad
@@ -161,37 +167,30 @@ def bare_tape_mlp(lr: float):
             return out
 
         def relu(a):
-            out = Var(np.maximum(a.value, 0))
+            out = _Var(np.maximum(a.value, 0))
 
             def back():
                 a.add_grad(out.grad * (out.value > 0))
             tape.append(back)
             return out
 
-        def softmax_ce(z, labels):  # the loss, and the logits' cotangent seeded right away
-            loss, dz = np.float32(0), None
+        def softmax_ce(z, labels):  # the mean loss; its closure seeds the logits' cotangent
             shifted = z.value - z.value.max(1, keepdims=True)
             e = np.exp(shifted)
             sums = e.sum(1, keepdims=True)
             n = shifted.shape[0]
             loss = (np.log(sums[:, 0]).sum() - shifted[np.arange(n), labels].sum()) / n
             e /= sums * n
-            e[np.arange(n), labels] -= 1.0 / n
-            dz = e
-            tape.append(lambda: z.add_grad(dz))
+            e[np.arange(n), labels] -= 1.0 / n  # e is now d loss / d logits
+            tape.append(lambda: z.add_grad(e))
             return loss
 
-        x = Var(batch["x"])
+        x = _Var(batch["x"])
         h = relu(dense(x, w["fc1.w"], w["fc1.b"], need_dx=False))
         loss = softmax_ce(dense(h, w["fc2.w"], w["fc2.b"]), batch["y"])
-        for back in reversed(tape):
-            back()
-        grads = {k: v.grad for k, v in w.items()}
-        for k, g in grads.items():
-            p[k] -= lr * g
-        return p, loss, grads
+        return p, loss, _backward_and_sgd(tape, w, p, lr)
 
-    return (lambda weights: {k: np.array(v) for k, v in weights.items()}), step
+    return _copy_weights, step
 
 
 def fnn_mlp_rungs(lr: float) -> dict:
