@@ -317,3 +317,35 @@ def test_conv_layer_errors_name_layer_and_shapes():
         nn.Conv2d(4, 3).init(key(), nn.ShapeDtype((8, 8)))
     with pytest.raises(nn.ShapeError, match="larger than the padded input"):
         nn.Conv2d(4, 5).init(key(), nn.ShapeDtype((1, 3, 3, 3)))
+
+
+# --- an empty batch ---------------------------------------------------------------------------
+
+_EMPTY_BATCH_CASES = {
+    "Conv1d": (lambda: nn.Conv1d(4, 3, padding=1), (2, 3, 10), (0, 4, 10)),
+    "Conv2d": (lambda: nn.Conv2d(4, 3, padding=1), (2, 3, 8, 8), (0, 4, 8, 8)),
+    "Conv2d, stride 2, groups": (lambda: nn.Conv2d(6, 3, stride=2, groups=3), (2, 3, 8, 8), (0, 6, 3, 3)),
+    "ConvTranspose2d": (lambda: nn.ConvTranspose2d(4, 3, stride=2), (2, 3, 8, 8), (0, 4, 17, 17)),
+    "MaxPool2d": (lambda: nn.MaxPool2d(2), (2, 3, 8, 8), (0, 3, 4, 4)),
+    "AvgPool2d": (lambda: nn.AvgPool2d(2), (2, 3, 8, 8), (0, 3, 4, 4)),
+    "GroupNorm": (lambda: nn.GroupNorm(3), (2, 6, 4, 4), (0, 6, 4, 4)),
+    "Dense": (lambda: nn.Dense(4), (2, 5), (0, 4)),
+    "LSTM": (lambda: nn.LSTM(4), (2, 5, 3), (0, 5, 4)),
+    "TransformerEncoderLayer": (lambda: nn.TransformerEncoderLayer(2), (2, 5, 4), (0, 5, 4)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_EMPTY_BATCH_CASES))
+def test_an_empty_batch_gives_empty_outputs_and_zero_gradients(name):
+    """As in PyTorch, a batch of no examples goes through (the last batch of a filtered loader
+    can be empty): an empty output, and zero parameter gradients of the parameters' shapes."""
+    make, shape, out_shape = _EMPTY_BATCH_CASES[name]
+    layer = make()
+    params, state = layer.init(fnn.random.key(0), nn.ShapeDtype(shape, np.float32))
+    x = np.zeros((0,) + shape[1:], np.float32)
+    y, _ = layer.apply(params, state, x)
+    assert y.shape == out_shape
+    grads, gx = fnn.grad(lambda p, x: fnn.numpy.sum(layer.apply(p, state, x)[0]), argnums=(0, 1))(params, x)
+    assert gx.shape == x.shape
+    for g, p in zip(fnn.tree.leaves(grads), fnn.tree.leaves(params)):
+        assert g.shape == p.shape and g.dtype == p.dtype and not np.any(g)

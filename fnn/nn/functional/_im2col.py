@@ -89,21 +89,22 @@ def col2im(cols, hw, stride, pads, dilation):
 
 def _g2(g):
     """Output cotangent (N, O, OH, OW) as an (O, N*OH*OW) matrix (one transposing copy)."""
-    n, o = g.shape[:2]
-    return g.transpose(1, 0, 2, 3).reshape(o, -1)
+    n, o, oh, ow = g.shape
+    return g.transpose(1, 0, 2, 3).reshape(o, n * oh * ow)
 
 
 def cols_matmul(w, cols, groups: int):
     """The convolution from columns: w (O, C/G, kh, kw) x cols -> y (N, O, OH, OW), a
     non-contiguous view (O-major memory); callers copy it once, adding the bias on the way."""
     xp = get_array_module(w, cols)
-    o = w.shape[0]
-    _, _, _, n, oh, ow = cols.shape
+    o, k = w.shape[0], _per_output(w)
+    c, kh, kw, n, oh, ow = cols.shape
+    npix = n * oh * ow
     if groups == 1:
-        y = matmul(w.reshape(o, -1), cols.reshape(-1, n * oh * ow))
+        y = matmul(w.reshape(o, k), cols.reshape(c * kh * kw, npix))
     else:
-        y = xp.matmul(w.reshape(groups, o // groups, -1),
-                      cols.reshape(groups, -1, n * oh * ow)).reshape(o, -1)
+        y = xp.matmul(w.reshape(groups, o // groups, k),
+                      cols.reshape(groups, c * kh * kw // groups, npix)).reshape(o, npix)
     return y.reshape(o, n, oh, ow).transpose(1, 0, 2, 3)
 
 
@@ -113,13 +114,14 @@ def weight_from_cols(g, cols, w_shape, groups: int):
     o = w_shape[0]
     g2 = _g2(g)
     npix = g2.shape[1]
+    rows = cols.shape[0] * cols.shape[1] * cols.shape[2]
     if groups == 1:
         # (xp.matmul, not backend.matmul's cupy.dot: the inner dimension is every output pixel
         # of the batch, and matmul's cuBLAS path was measured splitting it (split-K) on the GPU)
-        dw = xp.matmul(g2, cols.reshape(-1, npix).T)
+        dw = xp.matmul(g2, cols.reshape(rows, npix).T)
     else:
         dw = xp.matmul(g2.reshape(groups, o // groups, npix),
-                       cols.reshape(groups, -1, npix).transpose(0, 2, 1))
+                       cols.reshape(groups, rows // groups, npix).transpose(0, 2, 1))
     return dw.reshape(w_shape)
 
 
@@ -152,7 +154,7 @@ def conv_input_grad(g, w, hw, stride, pads, dilation, groups: int):
     else:
         g2 = xp.zeros_like(g, shape=(o, n, oh, wq), order="C")
         g2[..., :ow] = g.transpose(1, 0, 2, 3)
-        g2 = g2.reshape(o, -1)
+        g2 = g2.reshape(o, n * oh * wq)
     m = oh * wq
     dcols = _dcols(xp, w, g2, groups).reshape(cg * groups, kh, kw, n, m)
     span = sw * (m - 1) + 1
@@ -168,11 +170,17 @@ def conv_input_grad(g, w, hw, stride, pads, dilation, groups: int):
 
 def _dcols(xp, w, g2, groups):
     """Column cotangent w^T g2: (C*kh*kw, M) from g2 (O, M), one GEMM (batched over groups)."""
-    o = w.shape[0]
+    o, k = w.shape[0], _per_output(w)
     if groups == 1:
-        return matmul(w.reshape(o, -1).T, g2)
-    return xp.matmul(w.reshape(groups, o // groups, -1).transpose(0, 2, 1),
-                     g2.reshape(groups, o // groups, -1))
+        return matmul(w.reshape(o, k).T, g2)
+    return xp.matmul(w.reshape(groups, o // groups, k).transpose(0, 2, 1),
+                     g2.reshape(groups, o // groups, g2.shape[1]))
+
+
+def _per_output(w) -> int:
+    """Weights per output channel, C/G * kh * kw. (The reshapes here spell every size out:
+    NumPy cannot resolve a -1 next to a zero, as in an empty batch.)"""
+    return w.shape[1] * w.shape[2] * w.shape[3]
 
 
 # --- pooling: the same offset loop over (N, C, H, W) directly -------------------------------------
