@@ -260,6 +260,8 @@ class Primitive:
         # The same for the one- and two-argument nodes of bind1/bind2, by their mask (see
         # `_record`): (traced positions, positions to drop, keep ans?), None until first needed.
         self._mask_plans: list = [None] * 8
+        # The same for `bind`'s nodes, by traced-position mask plus 1 << argument count.
+        self._bind_plans: dict[int, Any] = {}
         self.__doc__ = getattr(fun, "__doc__", None)
         self.__wrapped__ = fun
 
@@ -341,10 +343,69 @@ def bind(prim: Primitive, top: int, args: tuple, kwargs: dict):
     `top` must be the newest trace among the arguments (`Primitive.__call__` finds it; the Box
     operators know it from their two operands).
 
-    This runs once per traced primitive call, so it is kept lean: one pass over the arguments,
-    the residual plan cached per (primitive, traced positions, argument count), the ArgSpecs of
-    dropped arguments shared (see `_spec_of`).
+    This runs once per traced primitive call (a dense layer, a loss), so the common case is kept
+    lean: one pass over the arguments makes a bit mask of the traced positions, under which
+    (with the argument count) the node's plan is cached per primitive; see `_bind_plan`. Boxes
+    of enclosing traces, and the nodes a plan cannot describe, take `_bind_general`.
     """
+    unboxed = list(args)
+    parents = []
+    mask = 0  # bit i set: argument i is a box of this trace
+    bit = 1
+    i = 0
+    for a in args:
+        if type(a) is Box:
+            value = a._value
+            if a._trace != top or type(value) is Box:  # boxes of enclosing traces remain
+                return _bind_general(prim, top, args, kwargs)
+            unboxed[i] = value
+            parents.append(a._node)
+            mask += bit
+        bit += bit
+        i += 1
+    plan = prim._bind_plans.get(mask + bit)  # (bit is now 1 << the argument count)
+    if plan is None:
+        plan = _bind_plan(prim, mask, i)
+    if plan is _GENERAL:
+        return _bind_general(prim, top, args, kwargs)
+    if prim.fwd is not None:
+        # Residual primitive: fwd returns (output, residuals), and the residuals stand in for
+        # the output on the tape.
+        ans, res = prim.fwd(*unboxed, **kwargs)
+        return _record(prim, top, ans, res, unboxed, kwargs, plan, parents)
+    try:
+        ans = prim.fun(*unboxed, **kwargs) if kwargs else prim.fun(*unboxed)
+    except TypeError:
+        _explain_mixed_backends(prim, unboxed)
+        raise
+    return _record(prim, top, ans, None, unboxed, kwargs, plan, parents)
+
+
+_GENERAL = object()  # a `_bind_plans` entry: the node takes `_bind_general`
+
+
+def _bind_plan(prim: Primitive, mask: int, nargs: int) -> Any:
+    """The plan of a `bind` node of `prim` with `nargs` arguments, traced at the bits of `mask`:
+    (traced positions, positions to drop from the tape, keep ans?), made and cached. _GENERAL
+    where `_bind_general` must serve: a traced argument without a rule (it raises the error) or
+    declared without a gradient (it is a constant there, not a parent), several results."""
+    argnums = tuple([i for i in range(nargs) if mask >> i & 1])
+    plan: Any = _GENERAL
+    rules = [prim.vjps.get(i, _MISSING) for i in argnums]
+    if not prim.multiple_results and None not in rules and (
+            _MISSING not in rules or prim.argnum_rule is not None):
+        if prim.reads is None:
+            plan = (argnums, (), True)
+        else:
+            plan = (argnums, *prim.residual_plan(argnums, nargs))
+    prim._bind_plans[mask + (1 << nargs)] = plan
+    return plan
+
+
+def _bind_general(prim: Primitive, top: int, args: tuple, kwargs: dict):
+    """`bind` for every node: boxes of several traces among the arguments (this level peels its
+    own and the next enclosing trace records its node), arguments without a rule or declared
+    without a gradient, several results."""
     unboxed = list(args)
     argnums = []
     parents = []
@@ -427,10 +488,12 @@ def _mask_plan(prim: Primitive, mask: int) -> tuple:
     return plan
 
 
-def _record(prim: Primitive, top: int, ans: Any, values: list, mask: int, parents: tuple) -> Any:
-    """The tail of bind1/bind2: box `ans` with a node, dropping the values no rule reads (as
-    `_drop_unread` does, with the plan looked up by `mask`: 1 for bind1's one argument; for
-    bind2's two, 1 plus 2 if x is differentiated plus 4 if y is)."""
+def _record(prim: Primitive, top: int, ans: Any, res: Any, values: list, kwargs: dict, plan: tuple,
+            parents: Any) -> Any:
+    """The tail of bind, bind1 and bind2: box `ans` with a node of `plan` (traced positions,
+    positions of `values` to drop, keep ans?), unless `ans` is not differentiable. The values no
+    rule reads are replaced by their ArgSpec (as `_drop_unread` does); `res`, the residuals of a
+    `fwd` primitive, is kept in place of ans (None: none)."""
     try:
         dt = ans.dtype
         if dt is not F32 and dt is not F64 and dt.kind not in "fc":
@@ -438,7 +501,7 @@ def _record(prim: Primitive, top: int, ans: Any, values: list, mask: int, parent
     except AttributeError:  # a Python scalar
         if not _is_differentiable(ans):
             return ans
-    argnums, drop, keep_ans = prim._mask_plans[mask] or _mask_plan(prim, mask)
+    argnums, drop, keep_ans = plan
     for j in drop:
         a = values[j]
         dt = getattr(a, "dtype", None)  # (None: a Python scalar, an index, a shape: kept as is)
@@ -453,8 +516,8 @@ def _record(prim: Primitive, top: int, ans: Any, values: list, mask: int, parent
     node = _new(Node)
     node.prim = prim
     node.args = values
-    node.kwargs = _NO_KWARGS
-    node.ans = ans if keep_ans else None
+    node.kwargs = kwargs
+    node.ans = res if res is not None else ans if keep_ans else None
     node.argnums = argnums
     node.parents = parents
     node.cotangent = None
@@ -478,7 +541,8 @@ def bind1(prim: Primitive, x: Box) -> Any:
         return bind(prim, x._trace, (x,), _NO_KWARGS)
     if prim.vjps[0] is None:  # declared without a gradient: a constant here
         return prim.fun(xv)
-    return _record(prim, x._trace, prim.fun(xv), [xv], 1, (x._node,))
+    return _record(prim, x._trace, prim.fun(xv), None, [xv], _NO_KWARGS,
+                   prim._mask_plans[1] or _mask_plan(prim, 1), (x._node,))
 
 
 def bind2(prim: Primitive, top: int, x: Any, y: Any) -> Any:
@@ -519,7 +583,8 @@ def bind2(prim: Primitive, top: int, x: Any, y: Any) -> Any:
     if mask == 1:
         return ans
     parents = (x._node, y._node) if mask == 7 else (x._node,) if mask == 3 else (y._node,)
-    return _record(prim, top, ans, [xv, yv], mask, parents)
+    plan = prim._mask_plans[mask] or _mask_plan(prim, mask)
+    return _record(prim, top, ans, None, [xv, yv], _NO_KWARGS, plan, parents)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -629,6 +694,7 @@ def defvjp(prim: Primitive, *rules: Callable | None, argnums: tuple[int, ...] | 
             prim.reads[i] = _check_reads(prim, None if reads is None else reads[k])
     prim._plans.clear()
     prim._mask_plans[:] = [None] * 8
+    prim._bind_plans.clear()
 
 
 def defvjp_argnum(prim: Primitive, rule: Callable, reads: Any = None, together: bool = False) -> None:
@@ -647,3 +713,4 @@ def defvjp_argnum(prim: Primitive, rule: Callable, reads: Any = None, together: 
         prim.reads["*"] = _check_reads(prim, reads)
     prim._plans.clear()
     prim._mask_plans[:] = [None] * 8
+    prim._bind_plans.clear()
