@@ -17,6 +17,7 @@ import operator
 from typing import Any, Callable, Hashable, Iterable, Sequence
 
 import attrs
+import numpy as np
 
 __all__ = [
     "register_leaf",
@@ -371,6 +372,12 @@ _install(list, _seq_flatten, _list_unflatten, _seq_keys, "list")
 _install(tuple, _seq_flatten, _tuple_unflatten, _seq_keys, "tuple")
 _install(type(None), _none_flatten, _none_unflatten, _none_keys, "none")
 
+# NumPy arrays are leaves, fixed as such (no registration may change that): the walkers test for
+# them, the usual leaves, before they consult the table.
+_NDARRAY = np.ndarray
+_registry[_NDARRAY] = None
+_explicit.add(_NDARRAY)
+
 
 def register_leaf(cls: type) -> type:
     """Treat instances of `cls` as leaves, even an attrs class or namedtuple that would otherwise
@@ -394,7 +401,8 @@ def register(
     if not isinstance(cls, type):
         raise TypeError(f"register: expected a class, got {cls!r}")
     if cls in _explicit:
-        raise ValueError(f"register: {cls.__qualname__} is already registered as a pytree node")
+        kind = "a leaf" if _registry.get(cls) is None else "a pytree node"
+        raise ValueError(f"register: {cls.__qualname__} is already registered as {kind}")
     if flatten_with_keys_fn is None:
 
         def keys_fn(x):
@@ -801,7 +809,7 @@ def _map_walk(f: Callable[..., Any], x: Any) -> Any:
         registry = _registry
         for k in keys:  # leaves (the usual children: arrays) are mapped here, without a call
             v = x[k]
-            out[k] = f(v) if registry[type(v)] is None else _map_walk(f, v)
+            out[k] = f(v) if type(v) is _NDARRAY or registry[type(v)] is None else _map_walk(f, v)
         return out
     node = _registry[type(x)]
     if node is None:
@@ -824,7 +832,8 @@ def _map_walk2(f: Callable[..., Any], x: Any, y: Any) -> Any:
         try:
             for k in keys:
                 v = x[k]
-                out[k] = f(v, y[k]) if registry[type(v)] is None else _map_walk2(f, v, y[k])
+                out[k] = (f(v, y[k]) if type(v) is _NDARRAY or registry[type(v)] is None
+                          else _map_walk2(f, v, y[k]))
         except KeyError:
             if k in y:  # the KeyError came from f: not a structure mismatch
                 raise

@@ -589,3 +589,10 @@ def test_apply_updates_donate_updates_in_place_and_matches():
         assert np.asarray(donated[k]).dtype == np.asarray(expected[k]).dtype
     assert donated["w"] is w_before  # written in place
     assert donated["v"] is not params["v"]  # a read-only view is added out of place
+
+
+def test_apply_updates_donate_refuses_an_update_of_another_shape():
+    params = {"w": np.ones(3, np.float32)}
+    with pytest.raises(ValueError, match="broadcast"):
+        optim.apply_updates(params, {"w": np.ones((2, 3), np.float32)}, donate=True)
+    np.testing.assert_array_equal(params["w"], 1.0)  # untouched

@@ -459,8 +459,10 @@ def test_custom_registered_node():
 def test_register_twice_or_non_class_fails():
     with pytest.raises(ValueError, match="already registered"):
         tree.register(Box, lambda b: ((), None), lambda a, c: None)
-    with pytest.raises(ValueError, match="already registered"):
+    with pytest.raises(ValueError, match="already registered as a pytree node"):
         tree.register(dict, lambda b: ((), None), lambda a, c: None)
+    with pytest.raises(ValueError, match="already registered as a leaf"):
+        tree.register(np.ndarray, lambda b: ((), None), lambda a, c: None)  # arrays stay leaves
     with pytest.raises(TypeError):
         tree.register("Box", lambda b: ((), None), lambda a, c: None)
 

@@ -67,6 +67,14 @@ def apply_updates(params: Any, updates: Any, *, donate: bool = False) -> Any:
         return r
 
     def add_in_place(p, u):
+        if type(p) is np.ndarray and type(u) is not Box:  # the common leaf: no flags object made
+            try:
+                p += u  # NumPy's same-kind casting keeps p's dtype, as add's astype does
+                return p
+            except ValueError:
+                if p.flags.writeable:  # (a shape mismatch, not a read-only array)
+                    raise
+            return add(p, u)
         if type(u) is not Box:  # a traced update (differentiating through the step) is added
             try:
                 writeable = p.flags.writeable
