@@ -152,6 +152,32 @@ def test_missing_vjp_names_the_function():
         fnn.grad(lambda x: cube(x))(2.0)
 
 
+def test_one_primitive_traced_at_different_positions():
+    """A node's plan is made per set of traced positions: the same primitive, called with each
+    subset of its arguments traced (and, once, with a traced value where it declares no gradient),
+    gives each call its own correct gradients."""
+    scaled = fnn.primitive(lambda x, y, s, *, power: x * y ** power * s, name="scaled")
+    fnn.defvjp(scaled, lambda g, ans, x, y, s, *, power: g * y ** power * s,
+               lambda g, ans, x, y, s, *, power: g * x * power * y ** (power - 1) * s, None,
+               reads=[(1, 2), (0, 1, 2), ()])
+    x, y, s = np.array([1.5, -2.0]), np.array([0.5, 3.0]), np.array([2.0, 0.25])
+
+    def f(x, y, s):
+        return fnp.sum(scaled(x, y, s, power=2))
+
+    for _ in range(2):  # the second round uses the cached plans
+        np.testing.assert_allclose(fnn.grad(f, argnums=0)(x, y, s), y ** 2 * s)
+        np.testing.assert_allclose(fnn.grad(f, argnums=1)(x, y, s), 2 * x * y * s)
+        gx, gy = fnn.grad(f, argnums=(0, 1))(x, y, s)
+        np.testing.assert_allclose(gx, y ** 2 * s)
+        np.testing.assert_allclose(gy, 2 * x * y * s)
+        # s has no rule: a traced s is used as a constant, and its gradient is zero
+        gx, gs = fnn.grad(f, argnums=(0, 2))(x, y, s)
+        np.testing.assert_allclose(gx, y ** 2 * s)
+        np.testing.assert_array_equal(gs, 0.0)
+    assert scaled(x, y, s, power=2).tolist() == (x * y ** 2 * s).tolist()  # untraced
+
+
 def test_has_aux_without_pair():
     with pytest.raises(TypeError, match="pair"):
         fnn.grad(lambda x: x * 2.0, has_aux=True)(1.0)
