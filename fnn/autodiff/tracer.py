@@ -253,12 +253,14 @@ class Primitive:
         self.argnum_rule: Callable | None = None
         self.argnum_rule_together = False  # see defvjp_argnum
         self.multiple_results = multiple_results
-        # What each rule reads (see defvjp's `reads`); None: everything. The plan per set of
-        # traced arguments is cached: (argument positions to keep or None for all, keep ans?).
+        # What each rule reads (see defvjp's `reads`); None: everything. Each node's plan,
+        # (traced positions, positions to drop, keep ans?), is cached per set of traced
+        # arguments: here for `_bind_general`'s nodes, by the traced positions then minus the
+        # argument count.
         self.reads: dict[int, tuple] | None = None
         self._plans: dict[tuple, tuple] = {}
         # The same for the one- and two-argument nodes of bind1/bind2, by their mask (see
-        # `_record`): (traced positions, positions to drop, keep ans?), None until first needed.
+        # `bind2`), None until first needed.
         self._mask_plans: list = [None] * 8
         # The same for `bind`'s nodes, by traced-position mask plus 1 << argument count.
         self._bind_plans: dict[int, Any] = {}
@@ -297,7 +299,7 @@ class Primitive:
     def residual_plan(self, argnums: tuple, nargs: int) -> tuple:
         """(positions of the `nargs` arguments to drop from the tape, keep ans?) for a node whose
         traced arguments are `argnums`: everything but the union of what their rules read.
-        (`bind` caches it in `_plans`.)"""
+        (`_node_plan` makes the plans that the binders cache.)"""
         keep: set | None = set()
         keep_ans = self.multiple_results
         for i in argnums:
@@ -394,12 +396,17 @@ def _bind_plan(prim: Primitive, mask: int, nargs: int) -> Any:
     rules = [prim.vjps.get(i, _MISSING) for i in argnums]
     if not prim.multiple_results and None not in rules and (
             _MISSING not in rules or prim.argnum_rule is not None):
-        if prim.reads is None:
-            plan = (argnums, (), True)
-        else:
-            plan = (argnums, *prim.residual_plan(argnums, nargs))
+        plan = _node_plan(prim, argnums, nargs)
     prim._bind_plans[mask + (1 << nargs)] = plan
     return plan
+
+
+def _node_plan(prim: Primitive, argnums: tuple, nargs: int) -> tuple:
+    """(argnums, positions of the `nargs` arguments to drop from the tape, keep ans?) for a node
+    of `prim` traced at `argnums`, all with rules; everything is kept when no reads are declared."""
+    if prim.reads is None:
+        return argnums, (), True
+    return (argnums, *prim.residual_plan(argnums, nargs))
 
 
 def _bind_general(prim: Primitive, top: int, args: tuple, kwargs: dict):
@@ -448,32 +455,11 @@ def _bind_general(prim: Primitive, top: int, args: tuple, kwargs: dict):
         return ans
     if prim.multiple_results and res is None:
         return box_results(ans, top, Node(prim, unboxed, kwargs, ans, argnums, parents, top))
-    if not _is_differentiable(ans):
-        return ans
-    if prim.reads is None:
-        keep = ans if res is None else res
-    else:
-        # the plan key: the traced positions, then minus the argument count
-        keep_ans = _drop_unread(prim, (*argnums, -i), argnums, unboxed)
-        keep = res if res is not None else ans if keep_ans else None  # residuals stand in for ans
-    return Box(ans, top, Node(prim, unboxed, kwargs, keep, argnums, parents, top))
-
-
-def _drop_unread(prim: Primitive, key: tuple, argnums: Any, values: list) -> bool:
-    """Replace in `values` the floating-point arguments that no rule of the node reads by their
-    ArgSpec, so that their memory is not held until the backward pass (options such as index
-    arrays, axes and shapes are always kept); return whether a rule reads `ans`. The plan is
-    cached per primitive and `key` (traced positions, then minus the argument count)."""
+    key = (*argnums, -i)  # the traced positions, then minus the argument count
     plan = prim._plans.get(key)
     if plan is None:
-        plan = prim._plans[key] = prim.residual_plan(tuple(argnums), -key[-1])
-    drop, keep_ans = plan
-    for j in drop:
-        a = values[j]
-        dt = getattr(a, "dtype", None)
-        if dt is F32 or dt is F64 or dt is not None and dt.kind in "fc":
-            values[j] = _spec_of(a, dt)
-    return keep_ans
+        plan = prim._plans[key] = _node_plan(prim, tuple(argnums), i)
+    return _record(prim, top, ans, res, unboxed, kwargs, plan, parents)
 
 
 _NO_KWARGS: dict = {}
@@ -481,7 +467,8 @@ _ARGNUMS = {1: (0,), 3: (0,), 5: (1,), 7: (0, 1)}  # traced positions of one/two
 
 
 def _mask_plan(prim: Primitive, mask: int) -> tuple:
-    """The plan of a bind1/bind2 node of `prim` with `mask` (see `_record`), made and cached."""
+    """The plan of a bind1/bind2 node of `prim` with `mask` (1 for bind1; for bind2 see its
+    `mask`), made and cached."""
     argnums = _ARGNUMS[mask]
     drop, keep_ans = prim.residual_plan(argnums, 1 if mask == 1 else 2)
     plan = prim._mask_plans[mask] = (argnums, drop, keep_ans)
@@ -492,7 +479,7 @@ def _record(prim: Primitive, top: int, ans: Any, res: Any, values: list, kwargs:
             parents: Any) -> Any:
     """The tail of bind, bind1 and bind2: box `ans` with a node of `plan` (traced positions,
     positions of `values` to drop, keep ans?), unless `ans` is not differentiable. The values no
-    rule reads are replaced by their ArgSpec (as `_drop_unread` does); `res`, the residuals of a
+    rule reads are replaced by their (shared) ArgSpec; `res`, the residuals of a
     `fwd` primitive, is kept in place of ans (None: none)."""
     try:
         dt = ans.dtype
@@ -552,7 +539,7 @@ def bind2(prim: Primitive, top: int, x: Any, y: Any) -> Any:
     if prim.fwd is not None or prim.multiple_results or prim.reads is None:
         return bind(prim, top, (x, y), _NO_KWARGS)
     vjps = prim.vjps
-    mask = 1  # 1, plus 2 if x is differentiated, plus 4 if y is (see `_record`)
+    mask = 1  # 1, plus 2 if x is differentiated, plus 4 if y is: the key of `_mask_plans`
     if type(x) is Box:
         if x._trace != top:
             return bind(prim, top, (x, y), _NO_KWARGS)
