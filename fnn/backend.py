@@ -14,8 +14,11 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from fnn import _cublas
+
 __all__ = [
     "get_array_module",
+    "add_keeping_layout",
     "module_for_type",
     "is_cupy_array",
     "cupy_available",
@@ -54,12 +57,28 @@ def _import_cupy() -> types.ModuleType:
 
 
 def matmul(a: Any, b: Any) -> Any:
-    """`a @ b` for plain arrays; two 2-D CuPy arrays go through `dot`, the same cuBLAS GEMM at
-    about a third of `matmul`'s host cost per call (which a small network pays on every layer)."""
+    """`a @ b` for plain arrays. Two 2-D CuPy arrays go to cuBLAS directly (`fnn._cublas`), or
+    through `cupy.dot`, at a fraction of `cupy.matmul`'s host cost per call, which a small
+    network pays on every layer."""
     if type(a) is not np.ndarray and getattr(a, "ndim", 0) == 2 and getattr(b, "ndim", 0) == 2 \
             and is_cupy_array(a) and is_cupy_array(b):
-        return _import_cupy().dot(a, b)
+        cp = _import_cupy()
+        if not hasattr(cp, "RawModule"):  # the tests' NumPy-backed stand-in
+            return cp.dot(a, b)
+        return _cublas.gemm(cp, a, b)
     return a @ b
+
+
+def add_keeping_layout(a: Any, b: Any) -> Any:
+    """a + b, for two arrays of one shape and dtype, in a's memory layout. NumPy's elementwise
+    results follow their inputs' layout already; CuPy's are C-ordered, which would turn the
+    channel-major convolution outputs' cotangents into (N, C, H, W) order where a residual
+    connection sums two of them, and cost the convolution's backward pass a transposing copy."""
+    if is_cupy_array(a) and is_cupy_array(b) and a.shape == b.shape and a.dtype == b.dtype \
+            and not a.flags.c_contiguous:
+        cp = _import_cupy()
+        return cp.add(a, b, out=cp.empty_like(a))
+    return a + b
 
 
 def scatter_add(out: Any, idx: Any, values: Any) -> None:

@@ -20,7 +20,7 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from fnn.backend import module_for_type
+from fnn.backend import add_keeping_layout, module_for_type
 from fnn.autodiff.tracer import (ArgSpec, Box, Node, Parts, Primitive, StartNode, defvjp, primitive,
                                  start_node, strip)
 
@@ -221,7 +221,9 @@ def _accumulate(old: Any, new: Any) -> Any:
         return old.added_to(new)
     if type(old) is Box or type(new) is Box:
         return add_cotangents(old, new)  # recorded, for higher-order derivatives
-    return old + new  # both fitted to the same argument: same shape, dtype and device
+    if type(old) is np.ndarray:
+        return old + new  # both fitted to the same argument: same shape, dtype and device
+    return add_keeping_layout(old, new)
 
 
 def backward_pass(roots: Iterable[tuple[Node | StartNode, Any]], tape: list,

@@ -22,8 +22,8 @@ _SLOTS = ", ".join([f"T* out{k}" for k in range(_GROUP)] + [f"const T* x{k}" for
                    + [f"const T* y{k}" for k in range(_GROUP)] + [f"long long n{k}" for k in range(_GROUP)])
 
 
-def _list(prefix: str) -> str:
-    return ", ".join(f"{prefix}{k}" for k in range(_GROUP))
+_CASES = "\n".join(f"        case {k}: out = out{k}; x = x{k}; y = y{k}; n = n{k}; break;"
+                   for k in range(_GROUP))
 
 
 _SOURCE = r"""
@@ -32,14 +32,11 @@ typedef %(T)s T;
 extern "C" __global__ void fnn_foreach_axpby(%(slots)s, long long count, double a, double b, int has_y) {
     const long long t = blockIdx.y;
     if (t >= count) return;
-    T* const outs[%(group)d] = {%(outs)s};
-    const T* const xs[%(group)d] = {%(xs)s};
-    const T* const ys[%(group)d] = {%(ys)s};
-    const long long ns[%(group)d] = {%(ns)s};
-    T* out = outs[t];
-    const T* x = xs[t];
-    const T* y = ys[t];
-    const long long n = ns[t];
+    T* out; const T* x; const T* y; long long n;
+    switch (t) {  // (not a table indexed by t: that would be a per-thread copy in local memory)
+%(cases)s
+        default: return;
+    }
     for (long long i = blockIdx.x * (long long)blockDim.x + threadIdx.x; i < n;
          i += (long long)gridDim.x * blockDim.x) {
         double v = a * (double)x[i];
@@ -56,9 +53,7 @@ _kernels: dict = {}
 
 def cuda_sources() -> dict[str, str]:
     """Every CUDA source this module compiles, by variant (for a compile check without a GPU)."""
-    return {f"foreach {t}": _SOURCE % {"T": t, "slots": _SLOTS, "group": _GROUP, "outs": _list("out"),
-                                       "xs": _list("x"), "ys": _list("y"), "ns": _list("n")}
-            for t in ("float", "double")}
+    return {f"foreach {t}": _SOURCE % {"T": t, "slots": _SLOTS, "cases": _CASES} for t in ("float", "double")}
 
 
 def _kernel(xp, dtype):

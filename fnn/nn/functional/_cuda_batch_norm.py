@@ -192,8 +192,14 @@ class BatchNormKernels:
             sums = xp.empty(2 * c, g.dtype)
         dx, d_sn, d_sc = None, 0, 0
         if want_dx:
-            dx = xp.empty(g.shape, g.dtype)
-            d_sn, d_sc = _slice_strides(dx)
+            # dx in g's layout: channel-major like the convolution outputs (whose cotangent it
+            # usually is), so the convolution's backward GEMMs read it without a transposing copy
+            dx = xp.empty_like(g)
+            strides = _slice_strides(dx)
+            if strides is None:
+                dx = xp.empty(g.shape, g.dtype)
+                strides = _slice_strides(dx)
+            d_sn, d_sc = strides
         if g.size:
             _kernel(xp, g.dtype, "fnn_bn_backward")(
                 (c,), (_THREADS,),

@@ -116,9 +116,7 @@ def weight_from_cols(g, cols, w_shape, groups: int):
     npix = g2.shape[1]
     rows = cols.shape[0] * cols.shape[1] * cols.shape[2]
     if groups == 1:
-        # (xp.matmul, not backend.matmul's cupy.dot: the inner dimension is every output pixel
-        # of the batch, and matmul's cuBLAS path was measured splitting it (split-K) on the GPU)
-        dw = xp.matmul(g2, cols.reshape(rows, npix).T)
+        dw = matmul(g2, cols.reshape(rows, npix).T)
     else:
         dw = xp.matmul(g2.reshape(groups, o // groups, npix),
                        cols.reshape(groups, rows // groups, npix).transpose(0, 2, 1))
