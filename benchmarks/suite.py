@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import subprocess
+import statistics
 import sys
 import tempfile
 import time
@@ -41,7 +42,7 @@ STACKS = ("numpy", "fnn", "fnn-loop", "autograd", "torch")
 LABEL = {"numpy": "numpy (hand-written)", "fnn": "fnn", "fnn-loop": "fnn (loop over time, fnn.numpy)",
          "autograd": "autograd", "torch": "torch (eager)"}
 # steps per stack per round, (full, quick)
-REPS = {"mlp": (10, 3), "lenet": (5, 2), "tiny": (50, 10), "rnn": (5, 2), "resnet": (1, 1)}
+REPS = {"mlp": (10, 3), "lenet": (5, 2), "tiny": (50, 10), "rnn": (5, 2), "resnet": (2, 1)}
 WARMUP = {"mlp": 2, "lenet": 2, "tiny": 5, "rnn": 2, "resnet": 1}
 MEMORY_WORKLOADS = ("lenet", "resnet")
 RTOL = 1e-6      # float64 gradients of different summation orders
@@ -64,7 +65,7 @@ def parse_args(argv):
     ap.add_argument("--quick", action="store_true", help="2 rounds, few steps: a smoke test")
     ap.add_argument("--workloads", nargs="+", default=list(WORKLOADS), choices=WORKLOADS)
     ap.add_argument("--stacks", nargs="+", default=list(STACKS), choices=STACKS)
-    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 5, quick 2)")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 9, quick 2)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--malloc", choices=("fixed", "default"), default="fixed",
                     help="fixed: pin glibc's mmap/trim thresholds in every worker (see MALLOC_ENV)")
@@ -200,6 +201,7 @@ def run_workload(workload, stacks, args, data_dir, log):
         reps = REPS[workload][1 if args.quick else 0]
         for s in live:
             res[s]["times"] = []
+            res[s]["round_medians"] = []  # None where the stack failed that round
         for r in range(args.rounds):
             order = live[r % len(live):] + live[:r % len(live)]
             for s in order:
@@ -207,8 +209,10 @@ def run_workload(workload, stacks, args, data_dir, log):
                 out = workers[s].ask(f"time {reps}")
                 if "error" in out:
                     res[s]["failed"] = out["error"]
+                    res[s]["round_medians"].append(None)
                     continue
                 res[s]["times"] += out["times"]
+                res[s]["round_medians"].append(statistics.median(out["times"]))
                 res[s]["loss"] = out["loss"]
         for s, w in workers.items():
             out = w.ask("rss")
@@ -220,9 +224,50 @@ def run_workload(workload, stacks, args, data_dir, log):
     return res
 
 
+def interpreter_speed() -> float:
+    """Median µs of a fixed piece of pure-Python work (object creation, attribute and dict
+    access, calls): how fast this interpreter build runs on this host now. fnn's fixed cost per
+    step is Python work, so it scales with this; hand-written NumPy steps hardly do."""
+
+    class Slot:
+        __slots__ = ("a", "b")
+
+        def __init__(self, a):
+            self.a, self.b = a, None
+
+    def work():
+        d = {}
+        total = 0
+        for i in range(2000):
+            o = Slot(i)
+            d[i & 15] = o
+            total += len(d) + (o.a if o.b is None else 0)
+        return total
+
+    times = []
+    for _ in range(31):
+        t0 = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times) * 1e6
+
+
 def fmt_ms(sec):
     ms = sec * 1e3
     return f"{ms:.3f}" if ms < 1 else f"{ms:.2f}" if ms < 100 else f"{ms:.1f}"
+
+
+def paired_ratio(res, a, b):
+    """The median over rounds of stack a's round median ÷ stack b's, or None.
+
+    Each round times every stack within a few seconds, so a slow drift of the host's load (the
+    shared machines swing by 30% over minutes) moves both sides of a round's ratio alike; the
+    ratio of the overall medians mixes rounds taken in different states of the host."""
+    ra, rb = res.get(a, {}).get("round_medians"), res.get(b, {}).get("round_medians")
+    if not ra or not rb or "failed" in res[a] or "failed" in res[b]:
+        return None
+    ratios = [x / y for x, y in zip(ra, rb) if x is not None and y is not None]
+    return statistics.median(ratios) if ratios else None
 
 
 def table(workload, res, rounds):
@@ -238,23 +283,26 @@ def table(workload, res, rounds):
     mem = workload in MEMORY_WORKLOADS
     lines = [f"### {workload}: {DESCRIPTION[workload]}", "",
              f"{rounds} rounds × {reps} step(s) per stack = {rounds * reps} samples per stack.", "",
-             "| stack | median ms/step | IQR (p25 – p75) | min – max | × numpy | fnn × this |"
+             "| stack | median ms/step | IQR (p25 – p75) | min – max | × numpy | × numpy, paired | fnn × this | fnn × this, paired |"
              + (" peak RSS |" if mem else ""),
-             "|---|---:|---:|---:|---:|---:|" + ("---:|" if mem else "")]
+             "|---|---:|---:|---:|---:|---:|---:|---:|" + ("---:|" if mem else "")]
     fnn_med = stats.get("fnn", {}).get("med")
     for s, r in res.items():
         if "skipped" in r:
-            lines.append(f"| {LABEL[s]} | skipped: {r['skipped']} | | | | |" + (" |" if mem else ""))
+            lines.append(f"| {LABEL[s]} | skipped: {r['skipped']} | | | | | | |" + (" |" if mem else ""))
             continue
         if "failed" in r:
-            lines.append(f"| {LABEL[s]} | FAILED: {r['failed']} | | | | |" + (" |" if mem else ""))
+            lines.append(f"| {LABEL[s]} | FAILED: {r['failed']} | | | | | | |" + (" |" if mem else ""))
             continue
         st = stats[s]
         x_np = f"{st['med'] / ref:.2f}" if ref else "n/a"
         x_fnn = f"{fnn_med / st['med']:.2f}" if fnn_med and s not in ("fnn",) else "—"
+        p_np, p_fnn = paired_ratio(res, s, "numpy"), paired_ratio(res, "fnn", s) if s != "fnn" else None
+        p_np = f"{p_np:.2f}" if p_np is not None else "—"
+        p_fnn = f"{p_fnn:.2f}" if p_fnn is not None else "—"
         rss = r.get("maxrss_kb")
         lines.append(f"| {LABEL[s]} | {fmt_ms(st['med'])} | {fmt_ms(st['q25'])} – {fmt_ms(st['q75'])} | "
-                     f"{fmt_ms(st['min'])} – {fmt_ms(st['max'])} | {x_np} | {x_fnn} |"
+                     f"{fmt_ms(st['min'])} – {fmt_ms(st['max'])} | {x_np} | {p_np} | {x_fnn} | {p_fnn} |"
                      + (f" {rss / 1024:.0f} MB |" if mem and rss else (" |" if mem else "")))
     return lines, stats
 
@@ -264,7 +312,7 @@ def main(argv=None):
     sys.path.insert(0, HERE)
     args = parse_args(argv)
     if args.rounds is None:
-        args.rounds = 2 if args.quick else 5
+        args.rounds = 2 if args.quick else 9
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = str(args.threads)
     import numpy as np
@@ -297,6 +345,9 @@ def main(argv=None):
         f"- command: `python benchmarks/suite.py {' '.join(argv)}`".rstrip(),
         f"- {time.strftime('%Y-%m-%d %H:%M:%S')}; {cpu}; {os.cpu_count()} CPUs; {platform.system()} "
         f"{platform.machine()}; Python {platform.python_version()}; NumPy {np.__version__}",
+        f"- interpreter: {sys.executable} (CPython built {platform.python_build()[1]} by "
+        f"{platform.python_compiler()}); the same in every worker; a fixed piece of pure-Python work "
+        f"(`interpreter_speed`) took {interpreter_speed():.0f} µs",
         "- stacks: " + "; ".join(versions[s] for s in STACKS if s in versions and s != "fnn-loop"),
         f"- threads: OMP/OPENBLAS/MKL_NUM_THREADS={args.threads} in every worker, torch.set_num_threads({args.threads})",
         "- allocator: " + ("glibc's mmap/trim thresholds pinned in every worker ("
@@ -307,17 +358,20 @@ def main(argv=None):
         "- before timing, every stack's gradients after one step from the same initial weights were "
         f"checked against the hand-written NumPy ones in float64 (allclose, rtol {RTOL:g}, atol {ATOL_REL:g} × the model's largest |grad|), those against a float64 central difference, and the float32 step had to keep float32 gradients and match the float32 loss (rtol {LOSS_RTOL:g})",
         "- × numpy: median ÷ median of the hand-written NumPy step. fnn × this: fnn's median ÷ this stack's "
-        "(above 1 = fnn is slower). Peak RSS: the worker's max resident set size (ru_maxrss) after its "
+        "(above 1 = fnn is slower). Paired: the median over rounds of the same ratio taken within each "
+        "round (round medians), which the host's slow drifts in load do not move. Peak RSS: the worker's max resident set size (ru_maxrss) after its "
         "steps, interpreter and imports included",
         "- a shared, noisy machine: compare ratios within one run",
     ]
     if skipped:
         report.append("- skipped: " + "; ".join(skipped))
     summary = ["", "### Summary: median ms/step", "",
-               "| workload | numpy | fnn | autograd | torch | fnn × numpy | fnn × torch | fnn × autograd |",
-               "|---|---:|---:|---:|---:|---:|---:|---:|"]
+               "| workload | numpy | fnn | autograd | torch | fnn × numpy | fnn × numpy, paired "
+               "| fnn × torch | fnn × torch, paired | fnn × autograd |",
+               "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     sections = []
     for wl, res in results.items():
+        paired = {(a, b): paired_ratio(res, a, b) for a in ("fnn", "fnn-loop") for b in ("numpy", "torch")}
         lines, stats = table(wl, res, args.rounds)
         sections += [""] + lines
         med = {s: st["med"] for s, st in stats.items()}
@@ -327,9 +381,17 @@ def main(argv=None):
 
         def ratio(a, b):
             return f"{med[a] / med[b]:.2f}" if a in med and b in med else "—"
+
+        def ratio_cell(b):  # fnn's ratio, and the loop's where there is one
+            return ratio("fnn", b) + (f" (loop {ratio('fnn-loop', b)})" if "fnn-loop" in med and b in med else "")
+
+        def paired_cell(b):
+            text = f"{paired['fnn', b]:.2f}" if paired["fnn", b] is not None else "—"
+            return text + (f" (loop {paired['fnn-loop', b]:.2f})" if paired["fnn-loop", b] is not None else "")
         fnn_cell = cell("fnn") + (f" (loop {cell('fnn-loop')})" if "fnn-loop" in med else "")
         summary.append(f"| {wl} | {cell('numpy')} | {fnn_cell} | {cell('autograd')} | {cell('torch')} | "
-                       f"{ratio('fnn', 'numpy')} | {ratio('fnn', 'torch')} | {ratio('fnn', 'autograd')} |")
+                       f"{ratio_cell('numpy')} | {paired_cell('numpy')} | {ratio_cell('torch')} | "
+                       f"{paired_cell('torch')} | {ratio('fnn', 'autograd')} |")
     report += summary + sections
     report.append("")
     report.append(f"Total wall time {time.perf_counter() - t_start:.0f} s.")

@@ -1,0 +1,86 @@
+"""The measuring tools of benchmarks/: the suite's paired ratio, and cold_overhead.py's instrumented
+stacks (they must compute the hand-written step's gradients, and their clock must count only the
+timed operations)."""
+
+import os
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+
+
+@pytest.fixture(scope="module")
+def benchmarks():
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import cold_overhead
+        import suite
+        yield suite, cold_overhead
+    finally:
+        sys.path.remove(BENCHMARKS)
+
+
+def _round_medians(**stacks):
+    return {name: {"round_medians": list(meds)} for name, meds in stacks.items()}
+
+
+loads = st.lists(st.floats(0.5, 3.0), min_size=1, max_size=12)
+
+
+@given(loads=loads, factor=st.floats(0.2, 5.0))
+def test_paired_ratio_cancels_the_hosts_drift(benchmarks, loads, factor):
+    """Each round's times scaled by the host's load of that round: the paired ratio is the
+    stacks' true ratio whatever the loads."""
+    suite, _ = benchmarks
+    base = 4.0
+    res = _round_medians(numpy=[base * load for load in loads],
+                         fnn=[factor * base * load for load in loads])
+    assert suite.paired_ratio(res, "fnn", "numpy") == pytest.approx(factor, rel=1e-9)
+
+
+def test_paired_ratio_skips_failed_rounds_and_stacks(benchmarks):
+    suite, _ = benchmarks
+    res = _round_medians(numpy=[2.0, 2.0, None, 2.0], fnn=[3.0, None, 9.0, 2.2])
+    assert suite.paired_ratio(res, "fnn", "numpy") == pytest.approx(1.3)  # rounds 0 and 3
+    res["fnn"]["failed"] = "gradients differ"
+    assert suite.paired_ratio(res, "fnn", "numpy") is None
+    assert suite.paired_ratio(_round_medians(numpy=[1.0]), "torch", "numpy") is None
+
+
+@pytest.mark.parametrize("stack", ["bare_step", "fnn_step"])
+def test_cold_overhead_stacks_compute_the_hand_written_gradients(benchmarks, stack):
+    _, cold = benchmarks
+    from stacks import numpy_ref
+
+    weights, batch = cold._problem(12, 16, 5)
+    w64 = {k: v.astype(np.float64) for k, v in weights.items()}
+    b64 = {"x": batch["x"].astype(np.float64), "y": batch["y"]}
+    init, ref_step = numpy_ref.mlp(0.1)
+    ref_params, ref_loss, ref_grads = ref_step(init(w64), b64)
+    clock = cold.CLOCK
+    params, loss, grads = getattr(cold, stack)(clock, 0.1)({k: v.copy() for k, v in w64.items()}, b64)
+    assert float(loss) == pytest.approx(float(ref_loss), rel=1e-12)
+    assert sorted(grads) == sorted(ref_grads)
+    for k in ref_grads:
+        np.testing.assert_allclose(grads[k], ref_grads[k], rtol=1e-10, atol=1e-14, err_msg=k)
+        np.testing.assert_allclose(params[k], ref_params[k], rtol=1e-12, err_msg=k)  # the SGD step
+
+
+def test_the_clock_counts_only_wrapped_calls(benchmarks):
+    _, cold = benchmarks
+    import time
+
+    clock = cold.Clock()
+    slow = clock.wrap(lambda: time.sleep(0.02))
+    t0 = time.perf_counter()
+    slow()
+    time.sleep(0.03)  # outside: not counted
+    total = time.perf_counter() - t0
+    assert 0.02 <= clock.inside < total - 0.025
+    with pytest.raises(ZeroDivisionError):
+        clock.wrap(lambda: 1 / 0)()  # an exception still stops the clock
+    assert clock.inside < total
