@@ -28,8 +28,8 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -260,9 +260,10 @@ def fmt_ms(sec):
 def paired_ratio(res, a, b):
     """The median over rounds of stack a's round median ÷ stack b's, or None.
 
-    Each round times every stack within a few seconds, so a slow drift of the host's load (the
-    shared machines swing by 30% over minutes) moves both sides of a round's ratio alike; the
-    ratio of the overall medians mixes rounds taken in different states of the host."""
+    A round times every stack within a few seconds, so a drift of the host's load over minutes
+    (30% and more on the shared machines) scales both sides of a round's ratio alike. The ratio
+    of the overall medians pools the steps of all rounds instead, and its median falls wherever
+    the mix of slow and fast rounds puts it."""
     ra, rb = res.get(a, {}).get("round_medians"), res.get(b, {}).get("round_medians")
     if not ra or not rb or "failed" in res[a] or "failed" in res[b]:
         return None
@@ -359,8 +360,8 @@ def main(argv=None):
         f"checked against the hand-written NumPy ones in float64 (allclose, rtol {RTOL:g}, atol {ATOL_REL:g} × the model's largest |grad|), those against a float64 central difference, and the float32 step had to keep float32 gradients and match the float32 loss (rtol {LOSS_RTOL:g})",
         "- × numpy: median ÷ median of the hand-written NumPy step. fnn × this: fnn's median ÷ this stack's "
         "(above 1 = fnn is slower). Paired: the median over rounds of the same ratio taken within each "
-        "round (round medians), which the host's slow drifts in load do not move. Peak RSS: the worker's max resident set size (ru_maxrss) after its "
-        "steps, interpreter and imports included",
+        "round (of round medians), so that each ratio compares steps taken seconds apart. Peak RSS: the "
+        "worker's max resident set size (ru_maxrss) after its steps, interpreter and imports included",
         "- a shared, noisy machine: compare ratios within one run",
     ]
     if skipped:
