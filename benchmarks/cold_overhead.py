@@ -15,8 +15,10 @@ step by step:
   primitives (no layers, no loss checks: the tracer alone).
 
 Every array operation of both (each primitive's function and VJP rule in fnn, the same
-expressions in the bare tape) goes through one timing wrapper, so both pay the same for being
-measured. "Rest" is the step's time outside those operations: the bookkeeping.
+expressions in the bare tape, one wrapper per cotangent in both, and the SGD update) goes through
+a timing wrapper, so both pay about the same for being measured (fnn one wrapper call more: its
+softmax cross-entropy has a forward and a rule, the bare tape computes both at once). "Rest" is
+the step's time outside those operations: the bookkeeping.
 
     PYTHONPATH=. python benchmarks/cold_overhead.py [--steps 800] [--threads 2] [--out FILE.md]
 """
@@ -83,9 +85,10 @@ def bare_step(clock: Clock, lr: float):
         y += b
         return y
 
-    @clock.wrap
-    def weight_grads(x, w, g, need_dx):
-        return x.T @ g, g.sum(0), (g @ w.T if need_dx else None)
+    # one wrapper per cotangent, as fnn calls one rule per traced argument
+    weight_grad = clock.wrap(lambda g, x: x.T @ g)
+    bias_grad = clock.wrap(lambda g: g.sum(0))
+    input_grad = clock.wrap(lambda g, w: g @ w.T)
 
     relu = clock.wrap(lambda a: np.maximum(a, 0))
     relu_grad = clock.wrap(lambda g, y: g * (y > 0))
@@ -111,11 +114,10 @@ def bare_step(clock: Clock, lr: float):
             out = _Var(affine(x.value, weight.value, bias.value))
 
             def back():
-                dw, db, dx = weight_grads(x.value, weight.value, out.grad, need_dx)
-                weight.add_grad(dw)
-                bias.add_grad(db)
+                weight.add_grad(weight_grad(out.grad, x.value))
+                bias.add_grad(bias_grad(out.grad))
                 if need_dx:
-                    x.add_grad(dx)
+                    x.add_grad(input_grad(out.grad, weight.value))
             tape.append(back)
             return out
 
