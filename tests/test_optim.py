@@ -306,6 +306,36 @@ def test_chain_state_is_a_tuple_and_composes_in_order():
         t.update(gs[0], state[:2], p)
 
 
+@given(st.floats(1e-4, 10.0), st.booleans(), st.integers(0, 50))
+def test_a_fixed_rate_updates_as_the_same_rate_given_as_a_schedule(rate, flip_sign, seed):
+    """The fixed-rate fast path of scale_by_learning_rate against the schedule path: the same
+    updates, bit for bit, and the same states."""
+    p, gs = make_params(np.float32, seed), make_grads(np.float32, seed=seed + 1)
+    fixed, state_f = run_transform(optim.scale_by_learning_rate(rate, flip_sign=flip_sign), p, gs)
+    sched, state_s = run_transform(optim.scale_by_learning_rate(lambda t: rate, flip_sign=flip_sign), p, gs)
+    assert state_f == state_s
+    for a, b in zip(fixed, sched):
+        for k in a:
+            assert a[k].dtype == np.float32
+            np.testing.assert_array_equal(a[k], b[k])
+
+
+def test_a_one_transform_chain_keeps_a_one_tuple_state_and_checks_it():
+    p, gs = make_params(np.float64), make_grads(np.float64)
+    inner = optim.trace(0.5)
+    outs, state = run_transform(optim.chain(inner), p, gs)
+    ref_outs, ref_state = run_transform(inner, p, gs)
+    assert type(state) is tuple and len(state) == 1
+    assert isinstance(state[0], optim.TraceState)
+    tree.map(np.testing.assert_array_equal, state[0].trace, ref_state.trace)
+    for u, r in zip(outs, ref_outs):
+        tree.map(np.testing.assert_array_equal, u, r)
+    with pytest.raises(ValueError, match="the state has 2 entries but the chain has 1"):
+        optim.chain(inner).update(gs[0], (state[0], state[0]), p)
+    with pytest.raises(ValueError, match="entries"):
+        optim.sgd(0.1).update(gs[0], (), p)
+
+
 # --------------------------------------------------------------------------------------------
 # Optimizers against their updates written out by hand
 

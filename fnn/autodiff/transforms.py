@@ -57,9 +57,9 @@ _ONE_LEAF = tree.structure(0.0)  # the structure of a single-leaf output
 
 
 def _trace_call(f: Callable, primals: tuple, has_aux: bool, who: str,
-                float_argnums: Sequence[int] | None, trace: int) -> tuple:
-    """Run `f(*primals)` recording on `trace`; return (out, out_def, the outputs' nodes and
-    values, aux, the input leaves, their start nodes). See `_vjp`."""
+                float_argnums: Sequence[int] | None, trace: int, rest: tuple) -> tuple:
+    """Run `f(*primals, *rest)` recording on `trace`; return (out, out_def, the outputs' nodes
+    and values, aux, the input leaves, their start nodes). See `_vjp`."""
     # One walk over the inputs boxes the floating-point leaves (integer and boolean ones get a
     # zero cotangent) and remembers each leaf with its start node, in flatten's order.
     in_leaves: list = []
@@ -83,10 +83,13 @@ def _trace_call(f: Callable, primals: tuple, has_aux: bool, who: str,
         starts.append(None)
         return leaf
 
-    boxed = tuple([tree.map(box_leaf, p) for p in primals])  # primals: a tuple, walked here
+    if len(primals) == 1:  # (the common case, without a comprehension's frame)
+        boxed = (tree.map(box_leaf, primals[0]),)
+    else:
+        boxed = tuple([tree.map(box_leaf, p) for p in primals])  # primals: a tuple, walked here
     if float_argnums is not None and None in starts:
         _check_differentiable_inputs(primals, who, float_argnums, in_leaves)
-    result = f(*boxed)
+    result = f(*boxed, *rest) if rest else f(*boxed)
     aux = None
     if has_aux:
         if not (isinstance(result, tuple) and len(result) == 2):
@@ -116,8 +119,9 @@ def _trace_call(f: Callable, primals: tuple, has_aux: bool, who: str,
 
 
 def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str,
-         float_argnums: Sequence[int] | None = None):
-    """Run `f(*primals)` under a new trace; return (out, vjp_fn, aux).
+         float_argnums: Sequence[int] | None = None, rest: tuple = ()):
+    """Run `f(*primals, *rest)` under a new trace; return (out, vjp_fn, aux). `rest` are
+    arguments passed after the primals and not differentiated.
 
     With `float_argnums` (the positions the primals came from), every input leaf must be floating
     point (grad and value_and_grad); otherwise integer and boolean leaves get zero cotangents.
@@ -127,7 +131,7 @@ def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str,
     trace = new_trace()
     try:
         out, out_def, out_nodes, out_values, aux, in_leaves, starts = _trace_call(
-            f, primals, has_aux, who, float_argnums, trace)
+            f, primals, has_aux, who, float_argnums, trace, rest)
     finally:
         tape = end_trace(trace)
 
@@ -163,6 +167,8 @@ def _vjp(f: Callable, primals: tuple, has_aux: bool, retain: bool, who: str,
                 g = g[()] if hasattr(g, "__getitem__") else g
             return g
 
+        if len(primals) == 1:
+            return (tree.map(grad_leaf, primals[0]),)
         return tuple([tree.map(grad_leaf, p) for p in primals])  # the inputs' structure and order
 
     return out, vjp_fn, aux
@@ -239,9 +245,13 @@ def value_and_grad(f: Callable, argnums: int | Sequence[int] = 0, has_aux: bool 
         nums = nums_by_count.get(len(args))
         if nums is None:
             nums = nums_by_count[len(args)] = _normalize_argnums(argnums, len(args), who)
-        primals = (args[0],) if nums == (0,) else tuple([args[i] for i in nums])
-        out, vjp_fn, aux = _vjp(_fix_args(f, args, kwargs, nums), primals, has_aux,
-                                retain=False, who=who, float_argnums=nums)
+        if nums == (0,) and not kwargs:  # the usual call: the other arguments follow the primal
+            out, vjp_fn, aux = _vjp(f, (args[0],), has_aux, retain=False, who=who,
+                                    float_argnums=nums, rest=args[1:])
+        else:
+            primals = tuple([args[i] for i in nums])
+            out, vjp_fn, aux = _vjp(_fix_args(f, args, kwargs, nums), primals, has_aux,
+                                    retain=False, who=who, float_argnums=nums)
         grads = vjp_fn(_ones_like_scalar(out, who), checked=True)
         g = grads[0] if isinstance(argnums, int) else grads
         return ((out, aux), g) if has_aux else (out, g)

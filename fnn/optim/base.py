@@ -49,6 +49,36 @@ class EmptyState(NamedTuple):
     """The state of a transformation that keeps none."""
 
 
+def _add(p: Any, u: Any) -> Any:
+    """p + u in a fresh array of p's dtype."""
+    r = p + u
+    dtype = getattr(p, "dtype", None)
+    if dtype is not None and getattr(r, "dtype", dtype) != dtype:
+        r = r.astype(dtype)
+    return r
+
+
+def _add_in_place(p: Any, u: Any) -> Any:
+    """p += u where p is a writable array of its own (returned), else `_add`."""
+    if type(p) is np.ndarray and type(u) is not Box:  # the common leaf: no flags object made
+        try:
+            p += u  # NumPy's same-kind casting keeps p's dtype, as _add's astype does
+            return p
+        except ValueError:
+            if p.flags.writeable:  # (a shape mismatch, not a read-only array)
+                raise
+        return _add(p, u)
+    if type(u) is not Box:  # a traced update (differentiating through the step) is added
+        try:
+            writeable = p.flags.writeable
+        except AttributeError:  # a Python number (nothing to update in place) or a CuPy array
+            writeable = backend.is_cupy_array(p) and p.dtype == getattr(u, "dtype", None)
+        if writeable:
+            p += u  # NumPy's same-kind casting keeps p's dtype, as _add's astype does
+            return p
+    return _add(p, u)
+
+
 def apply_updates(params: Any, updates: Any, *, donate: bool = False) -> Any:
     """`params + updates`, leaf by leaf; each result keeps its param's dtype.
 
@@ -58,40 +88,13 @@ def apply_updates(params: Any, updates: Any, *, donate: bool = False) -> Any:
     no `fnn.vjp` function that still holds the old values). Leaves that are not writable arrays
     of the right dtype (Python numbers, read-only views) are added out of place as usual.
     """
-
-    def add(p, u):
-        r = p + u
-        dtype = getattr(p, "dtype", None)
-        if dtype is not None and getattr(r, "dtype", dtype) != dtype:
-            r = r.astype(dtype)
-        return r
-
-    def add_in_place(p, u):
-        if type(p) is np.ndarray and type(u) is not Box:  # the common leaf: no flags object made
-            try:
-                p += u  # NumPy's same-kind casting keeps p's dtype, as add's astype does
-                return p
-            except ValueError:
-                if p.flags.writeable:  # (a shape mismatch, not a read-only array)
-                    raise
-            return add(p, u)
-        if type(u) is not Box:  # a traced update (differentiating through the step) is added
-            try:
-                writeable = p.flags.writeable
-            except AttributeError:  # a Python number (nothing to update in place) or a CuPy array
-                writeable = backend.is_cupy_array(p) and p.dtype == getattr(u, "dtype", None)
-            if writeable:
-                p += u  # NumPy's same-kind casting keeps p's dtype, as add's astype does
-                return p
-        return add(p, u)
-
     if donate and backend.cupy_loaded():
         from fnn.optim._foreach import add_into_tree  # noqa: PLC0415  (it imports this module's package)
 
         leaves, treedef = tree.flatten(params)
         if add_into_tree(leaves, treedef.flatten_up_to(updates)):  # CuPy: a few launches in all
             return treedef.unflatten(leaves)
-    return tree.map(add_in_place if donate else add, params, updates)
+    return tree.map(_add_in_place if donate else _add, params, updates)
 
 
 def chain(*transforms: GradientTransformation) -> GradientTransformation:
@@ -101,17 +104,29 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     def init(params):
         return tuple(t.init(params) for t in transforms)
 
-    def update(updates, state, params=None):
+    def check(state):
         if len(state) != len(transforms):
             raise ValueError(
                 f"chain: the state has {len(state)} entries but the chain has {len(transforms)} "
                 "transformations (was it made by this optimizer's init?)"
             )
+
+    def update(updates, state, params=None):
+        check(state)
         new_state = []
         for t, s in zip(transforms, state):
             updates, s = t.update(updates, s, params)
             new_state.append(s)
         return updates, tuple(new_state)
+
+    if len(transforms) == 1:  # plain SGD's chain: the same state, without the loop
+        only = transforms[0].update
+
+        def update(updates, state, params=None):  # noqa: F811 (the one-transform form of the above)
+            if len(state) != 1:
+                check(state)
+            updates, s = only(updates, state[0], params)
+            return updates, (s,)
 
     return GradientTransformation(init, update)
 

@@ -100,7 +100,18 @@ def scale_by_learning_rate(
         lr = schedule(count)
         factor = sign * lr
         updates = scale_tree(updates, factor, lambda u: u * factor)
-        return updates, ScaleByLearningRateState(count=count + 1, learning_rate=lr)
+        return updates, ScaleByLearningRateState(count + 1, lr)
+
+    if not callable(learning_rate):  # a fixed rate: the factor and its per-leaf product made once
+        lr = schedule(0)
+        factor = sign * lr
+
+        def scaled(u):
+            return u * factor
+
+        def update(updates, state, params=None):  # noqa: F811 (the fixed-rate form of the above)
+            updates = scale_tree(updates, factor, scaled)
+            return updates, ScaleByLearningRateState(int(state.count) + 1, lr)
 
     return GradientTransformation(init, update)
 
