@@ -203,13 +203,9 @@ def main(argv=None) -> None:
     p.add_argument("--out", metavar="FILE.md")
     args = p.parse_args(argv)
     sys.path.insert(0, HERE)
-    from suite import MALLOC_ENV  # noqa: PLC0415
+    from tape_floor import emit, settle_process  # noqa: PLC0415
 
-    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):  # (see tape_floor.main)
-        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *(argv or sys.argv[1:])],
-                  {**os.environ, **MALLOC_ENV})
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
+    settle_process(os.path.abspath(__file__), argv, args.threads)
     import numpy as np  # noqa: PLC0415 (after the thread settings)
 
     results = {label: measure(sizes, args.steps) for label, sizes in SIZES.items()}
@@ -235,11 +231,7 @@ def main(argv=None) -> None:
     lines.append("")
     lines.append(f"fnn's extra bookkeeping costs {(big['fnn'][1] - big['bare tape'][1]) / (small['fnn'][1] - small['bare tape'][1]):.1f}x "
                  "as much time at W1's sizes as at the small ones, for the same instructions.")
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(report)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

@@ -279,6 +279,32 @@ def check_gradients(workload: str, stacks: dict) -> None:
                                        err_msg=f"{name}: {k}")
 
 
+def settle_process(script: str, argv, threads: int) -> None:
+    """Before NumPy is imported: restart `script` with the suite's pinned malloc thresholds
+    unless they are set, and set the BLAS thread counts.
+
+    glibc reads its malloc settings at start-up; without the pinned mmap and trim thresholds the
+    hand-written W4 step takes 2.2 or 3.2 ms depending on what the process happened to allocate
+    and free before (see suite.MALLOC_ENV)."""
+    sys.path.insert(0, HERE)
+    from suite import MALLOC_ENV  # noqa: PLC0415
+
+    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
+        os.execve(sys.executable, [sys.executable, script, *(argv or sys.argv[1:])],
+                  {**os.environ, **MALLOC_ENV})
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = str(threads)
+
+
+def emit(lines: list, out: str | None) -> None:
+    """Print the Markdown report, and write it to `out` if given."""
+    report = "\n".join(lines) + "\n"
+    print(report)
+    if out:
+        with open(out, "w", encoding="utf-8") as f:
+            f.write(report)
+
+
 def main(argv=None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workload", choices=sorted(WORKLOAD_TITLES), default="rnn")
@@ -287,17 +313,7 @@ def main(argv=None) -> None:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", metavar="FILE.md")
     args = p.parse_args(argv)
-    sys.path.insert(0, HERE)
-    from suite import MALLOC_ENV  # noqa: PLC0415
-
-    if any(os.environ.get(k) != v for k, v in MALLOC_ENV.items()):
-        # glibc reads its malloc settings at start-up: run again with the suite's pinned mmap and
-        # trim thresholds, without which the hand-written W4 step takes 2.2 or 3.2 ms depending
-        # on what the process happened to allocate and free before (see suite.MALLOC_ENV).
-        os.execve(sys.executable, [sys.executable, os.path.abspath(__file__), *(argv or sys.argv[1:])],
-                  {**os.environ, **MALLOC_ENV})
-    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-        os.environ[var] = str(args.threads)
+    settle_process(os.path.abspath(__file__), argv, args.threads)
     import numpy as np  # noqa: PLC0415 (after the thread settings)
 
     from stacks import common  # noqa: PLC0415
@@ -339,11 +355,7 @@ def main(argv=None) -> None:
         s = np.array(samples[name]) * 1e3
         q1, med, q3 = np.percentile(s, [25, 50, 75])
         lines.append(f"| {name} | {med:.2f} | {q1:.2f} – {q3:.2f} | {med / (floor * 1e3):.3f} |")
-    report = "\n".join(lines) + "\n"
-    print(report)
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as f:
-            f.write(report)
+    emit(lines, args.out)
 
 
 if __name__ == "__main__":

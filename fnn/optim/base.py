@@ -104,29 +104,29 @@ def chain(*transforms: GradientTransformation) -> GradientTransformation:
     def init(params):
         return tuple(t.init(params) for t in transforms)
 
-    def check(state):
-        if len(state) != len(transforms):
-            raise ValueError(
-                f"chain: the state has {len(state)} entries but the chain has {len(transforms)} "
-                "transformations (was it made by this optimizer's init?)"
-            )
-
-    def update(updates, state, params=None):
-        check(state)
-        new_state = []
-        for t, s in zip(transforms, state):
-            updates, s = t.update(updates, s, params)
-            new_state.append(s)
-        return updates, tuple(new_state)
+    def refuse(state):
+        raise ValueError(
+            f"chain: the state has {len(state)} entries but the chain has {len(transforms)} "
+            "transformations (was it made by this optimizer's init?)"
+        )
 
     if len(transforms) == 1:  # plain SGD's chain: the same state, without the loop
         only = transforms[0].update
 
-        def update(updates, state, params=None):  # noqa: F811 (the one-transform form of the above)
+        def update(updates, state, params=None):
             if len(state) != 1:
-                check(state)
+                refuse(state)
             updates, s = only(updates, state[0], params)
             return updates, (s,)
+    else:
+        def update(updates, state, params=None):
+            if len(state) != len(transforms):
+                refuse(state)
+            new_state = []
+            for t, s in zip(transforms, state):
+                updates, s = t.update(updates, s, params)
+                new_state.append(s)
+            return updates, tuple(new_state)
 
     return GradientTransformation(init, update)
 

@@ -95,21 +95,21 @@ def scale_by_learning_rate(
     def init(params):
         return ScaleByLearningRateState(count=0, learning_rate=schedule(0))
 
-    def update(updates, state, params=None):
-        count = int(state.count)
-        lr = schedule(count)
-        factor = sign * lr
-        updates = scale_tree(updates, factor, lambda u: u * factor)
-        return updates, ScaleByLearningRateState(count + 1, lr)
-
-    if not callable(learning_rate):  # a fixed rate: the factor and its per-leaf product made once
+    if callable(learning_rate):
+        def update(updates, state, params=None):
+            count = int(state.count)
+            lr = schedule(count)
+            factor = sign * lr
+            updates = scale_tree(updates, factor, lambda u: u * factor)
+            return updates, ScaleByLearningRateState(count + 1, lr)
+    else:  # a fixed rate: the factor and its per-leaf product made once
         lr = schedule(0)
         factor = sign * lr
 
         def scaled(u):
             return u * factor
 
-        def update(updates, state, params=None):  # noqa: F811 (the fixed-rate form of the above)
+        def update(updates, state, params=None):
             updates = scale_tree(updates, factor, scaled)
             return updates, ScaleByLearningRateState(int(state.count) + 1, lr)
 
