@@ -79,11 +79,17 @@ def _run_steps(stack: str, steps: int, args: argparse.Namespace) -> None:
         state = step(state, data)[0]
 
 
-def _count(stack: str, steps: int, args: argparse.Namespace) -> int:
+def _count(stack: str, steps: int, args: argparse.Namespace, root: str | None = None) -> int:
+    """Instructions of a child that runs 3 + `steps` steps; with `root`, the fnn and benchmarks
+    of that source tree (e.g. `compiled_core.py`'s compiled copy) instead of this one's."""
     env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
                MKL_NUM_THREADS="1")
+    script = os.path.abspath(__file__)
+    if root is not None:
+        env["PYTHONPATH"] = root
+        script = os.path.join(root, "benchmarks", os.path.basename(script))
     cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=no", "--cachegrind-out-file=/dev/null",
-           sys.executable, os.path.abspath(__file__), "--child", stack, "--steps", str(steps),
+           sys.executable, script, "--child", stack, "--steps", str(steps),
            "--workload", args.workload, "--hidden", str(args.hidden), "--batch", str(args.batch),
            "--time-steps", str(args.time_steps)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stderr
@@ -93,7 +99,13 @@ def _count(stack: str, steps: int, args: argparse.Namespace) -> int:
     return int(match.group(1).replace(",", ""))
 
 
-def main(argv=None) -> None:
+def per_step(stack: str, args: argparse.Namespace, root: str | None = None) -> float:
+    """Instructions per training step of `stack`: (3 + K steps) minus (3 steps), over K."""
+    return (_count(stack, args.steps, args, root) - _count(stack, 0, args, root)) / args.steps
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line (also how `compiled_core.py` builds the settings it passes on)."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--workload", choices=WORKLOADS, default="rnn-loop")
     p.add_argument("--steps", type=int, default=10)
@@ -102,7 +114,11 @@ def main(argv=None) -> None:
     p.add_argument("--time-steps", type=int, default=50)
     p.add_argument("--stacks", nargs="+", choices=STACKS, default=list(STACKS))
     p.add_argument("--child", choices=STACKS, help=argparse.SUPPRESS)
-    args = p.parse_args(argv)
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     if args.child:
         _run_steps(args.child, args.steps, args)
         return
@@ -114,8 +130,7 @@ def main(argv=None) -> None:
     for stack in args.stacks:
         if stack == "bare" and args.workload != "rnn-loop":
             continue  # the bare tape is written for the W4 loop only
-        per_step = (_count(stack, args.steps, args) - _count(stack, 0, args)) / args.steps
-        print(f"  {stack:6s} {per_step / 1e6:8.3f} M")
+        print(f"  {stack:6s} {per_step(stack, args) / 1e6:8.3f} M")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
-"""The measuring tools of benchmarks/: the suite's paired ratio, and cold_overhead.py's instrumented
+"""The measuring tools of benchmarks/: the suite's paired ratio, cold_overhead.py's instrumented
 stacks (they must compute the hand-written step's gradients, and their clock must count only the
-timed operations)."""
+timed operations), and compiled_core.py's module list, build stamp and arithmetic."""
 
 import os
 import sys
@@ -84,3 +84,51 @@ def test_the_clock_counts_only_wrapped_calls(benchmarks):
     with pytest.raises(ZeroDivisionError):
         clock.wrap(lambda: 1 / 0)()  # an exception still stops the clock
     assert clock.inside < total
+
+
+@pytest.fixture(scope="module")
+def compiled_core():
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        import compiled_core
+        yield compiled_core
+    finally:
+        sys.path.remove(BENCHMARKS)
+
+
+def test_every_module_named_for_compiling_exists(compiled_core):
+    """compiled_core.py's list resolves to modules of this checkout (a rename would break the
+    build there): the tracer among them, no package __init__ and nothing outside fnn/."""
+    modules = compiled_core.modules_to_compile(compiled_core.ROOT)
+    assert "fnn/autodiff/tracer.py" in modules and "fnn/tree.py" in modules
+    for m in modules:
+        assert m.startswith("fnn/") and m.endswith(".py") and not m.endswith("__init__.py"), m
+        assert os.path.isfile(os.path.join(compiled_core.ROOT, m)), m
+
+
+def test_a_module_name_that_matches_nothing_is_an_error(compiled_core, tmp_path, monkeypatch):
+    (tmp_path / "fnn").mkdir()
+    (tmp_path / "fnn" / "tree.py").write_text("")
+    monkeypatch.setattr(compiled_core, "COMPILED", ("fnn/tree.py", "fnn/gone.py"))
+    with pytest.raises(FileNotFoundError, match="gone.py"):
+        compiled_core.modules_to_compile(str(tmp_path))
+
+
+def test_the_build_stamp_follows_the_source(compiled_core, tmp_path):
+    """A changed module changes the stamp, so a stale compiled copy is rebuilt."""
+    for top in ("fnn", "benchmarks"):
+        (tmp_path / top).mkdir()
+    module = tmp_path / "fnn" / "tree.py"
+    module.write_text("x = 1\n")
+    before = compiled_core.source_stamp(str(tmp_path), "3.0")
+    assert compiled_core.source_stamp(str(tmp_path), "3.0") == before
+    assert compiled_core.source_stamp(str(tmp_path), "3.1") != before  # another Cython
+    module.write_text("x = 2\n")
+    assert compiled_core.source_stamp(str(tmp_path), "3.0") != before
+
+
+@given(hand=st.floats(1e5, 1e6), extra=st.floats(1e4, 1e6), kept=st.floats(0.0, 2.0))
+def test_fixed_cost_change_is_relative_to_the_work_above_the_hand_written_step(compiled_core, hand,
+                                                                                extra, kept):
+    change = compiled_core.fixed_cost_change(hand, hand + extra, hand + kept * extra)
+    assert change == pytest.approx(kept - 1.0, abs=1e-9)

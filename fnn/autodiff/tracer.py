@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import itertools
 import types
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -332,7 +332,7 @@ class Primitive:
         return out
 
 
-def _explain_mixed_backends(prim: Primitive, args: tuple) -> None:
+def _explain_mixed_backends(prim: Primitive, args: Sequence[Any]) -> None:
     """If a failed call mixed NumPy and CuPy arrays, say so (instead of the backend's TypeError)."""
     from fnn.backend import check_same_backend  # noqa: PLC0415 (only on the error path)
 
