@@ -1,4 +1,5 @@
-"""Shared test configuration: hypothesis profiles.
+"""Shared test configuration: hypothesis profiles, and benchmarks/ on the path for the tests of its
+scripts.
 
 `ci` (what .ci/run uses) is derandomized with a fixed example budget and no deadline, so a run is
 repeatable and never flaky on a loaded machine; `dev` is the default for local runs; `thorough` is
@@ -8,6 +9,7 @@ for a long hunt (`HYPOTHESIS_PROFILE=thorough pytest`).
 import os
 import sys
 
+import pytest
 from hypothesis import HealthCheck, settings
 
 # FNN_FAKE_CUPY=1 runs the CuPy cases of the backend-parity tests on tests/fake_cupy, a NumPy-backed
@@ -33,3 +35,17 @@ settings.register_profile(
 )
 settings.register_profile("thorough", max_examples=500, deadline=None)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "dev"))
+
+
+BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
+
+
+@pytest.fixture(scope="module")
+def benchmarks_on_path():
+    """benchmarks/ on sys.path while one test module runs (its scripts import each other by
+    name: they are not a package)."""
+    sys.path.insert(0, BENCHMARKS)
+    try:
+        yield
+    finally:
+        sys.path.remove(BENCHMARKS)

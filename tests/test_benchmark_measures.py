@@ -3,25 +3,18 @@ stacks (they must compute the hand-written step's gradients, and their clock mus
 timed operations), and compiled_core.py's module list, build stamp and arithmetic."""
 
 import os
-import sys
 
 import numpy as np
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
-
 
 @pytest.fixture(scope="module")
-def benchmarks():
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        import cold_overhead
-        import suite
-        yield suite, cold_overhead
-    finally:
-        sys.path.remove(BENCHMARKS)
+def benchmarks(benchmarks_on_path):
+    import cold_overhead
+    import suite
+    return suite, cold_overhead
 
 
 def _round_medians(**stacks):
@@ -87,13 +80,9 @@ def test_the_clock_counts_only_wrapped_calls(benchmarks):
 
 
 @pytest.fixture(scope="module")
-def compiled_core():
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        import compiled_core
-        yield compiled_core
-    finally:
-        sys.path.remove(BENCHMARKS)
+def compiled_core(benchmarks_on_path):
+    import compiled_core
+    return compiled_core
 
 
 def test_every_module_named_for_compiling_exists(compiled_core):

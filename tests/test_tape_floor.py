@@ -1,23 +1,13 @@
 """The stacks of benchmarks/tape_floor.py compute the hand-written step's gradients: the bare
 tapes (W1 and the W4 loop) and every rung of fnn's W1 ladder, in float64."""
 
-import os
-import sys
-
-import numpy as np
 import pytest
-
-BENCHMARKS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "benchmarks")
 
 
 @pytest.fixture(scope="module")
-def tape_floor():
-    sys.path.insert(0, BENCHMARKS)
-    try:
-        import tape_floor as module
-        yield module
-    finally:
-        sys.path.remove(BENCHMARKS)
+def tape_floor(benchmarks_on_path):
+    import tape_floor as module
+    return module
 
 
 @pytest.mark.parametrize("workload", ["mlp", "rnn"])
