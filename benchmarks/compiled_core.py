@@ -70,6 +70,7 @@ WORKLOADS = {
     "W4 loop, hidden 4, batch 2, 50 time steps": ["--workload", "rnn-loop"],
 }
 
+# binding=True: compiled functions keep the introspection of Python ones (signatures, __doc__)
 _BUILD = """
 import sys
 from Cython.Build import cythonize
@@ -110,16 +111,19 @@ def source_stamp(root: str, cython_version: str) -> str:
 def build_copy(build_dir: str) -> list[str]:
     """Copy the checkout into `build_dir` and compile its step modules (unless an up-to-date
     build is there); return the compiled modules' paths."""
+    stamp_path = os.path.join(build_dir, "BUILT_FROM")
+    if os.path.isdir(build_dir) and os.listdir(build_dir) and not os.path.exists(stamp_path):
+        sys.exit(f"{build_dir} is not empty and holds no earlier build (no BUILT_FROM): "
+                 "choose another --build-dir")
     import Cython  # noqa: PLC0415 (checked by main)
 
     modules = modules_to_compile(ROOT)
-    stamp_path = os.path.join(build_dir, "BUILT_FROM")
     stamp = source_stamp(ROOT, Cython.__version__)
     if os.path.exists(stamp_path):
         with open(stamp_path) as f:
             if f.read() == stamp:
                 return modules
-    shutil.rmtree(build_dir, ignore_errors=True)
+    shutil.rmtree(build_dir, ignore_errors=True)  # an earlier build of other source
     ignore = shutil.ignore_patterns("__pycache__", "*.so", "*.c")
     for top in ("fnn", "benchmarks"):
         shutil.copytree(os.path.join(ROOT, top), os.path.join(build_dir, top), ignore=ignore)

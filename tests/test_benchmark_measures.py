@@ -121,3 +121,12 @@ def test_fixed_cost_change_is_relative_to_the_work_above_the_hand_written_step(c
                                                                                 extra, kept):
     change = compiled_core.fixed_cost_change(hand, hand + extra, hand + kept * extra)
     assert change == pytest.approx(kept - 1.0, abs=1e-9)
+
+
+def test_a_build_folder_with_other_files_is_refused(compiled_core, tmp_path):
+    """--build-dir pointed at a folder that no earlier build made: nothing in it is removed."""
+    keep = tmp_path / "notes.txt"
+    keep.write_text("mine")
+    with pytest.raises(SystemExit, match="not empty"):
+        compiled_core.build_copy(str(tmp_path))
+    assert keep.read_text() == "mine"
