@@ -108,17 +108,15 @@ def source_stamp(root: str, cython_version: str) -> str:
     return digest.hexdigest()
 
 
-def build_copy(build_dir: str) -> list[str]:
-    """Copy the checkout into `build_dir` and compile its step modules (unless an up-to-date
-    build is there); return the compiled modules' paths."""
+def build_copy(build_dir: str, cython_version: str) -> list[str]:
+    """Copy the checkout into `build_dir` and compile its step modules with Cython
+    `cython_version` (unless an up-to-date build is there); return the compiled modules' paths."""
     stamp_path = os.path.join(build_dir, "BUILT_FROM")
     if os.path.isdir(build_dir) and os.listdir(build_dir) and not os.path.exists(stamp_path):
         sys.exit(f"{build_dir} is not empty and holds no earlier build (no BUILT_FROM): "
                  "choose another --build-dir")
-    import Cython  # noqa: PLC0415 (checked by main)
-
     modules = modules_to_compile(ROOT)
-    stamp = source_stamp(ROOT, Cython.__version__)
+    stamp = source_stamp(ROOT, cython_version)
     if os.path.exists(stamp_path):
         with open(stamp_path) as f:
             if f.read() == stamp:
@@ -163,15 +161,13 @@ def measure(build_dir: str, steps: int) -> list[tuple]:
     return rows
 
 
-def report(rows: list[tuple], modules: list[str], steps: int) -> list[str]:
+def report(rows: list[tuple], modules: list[str], steps: int, cython_version: str) -> list[str]:
     """The Markdown section (lines)."""
-    import Cython  # noqa: PLC0415
-
     lines = [
         "## What a compiled core would give: fnn's step modules compiled by Cython",
         "",
         f"- command: `python benchmarks/compiled_core.py`; {platform.processor() or platform.machine()}; "
-        f"Python {platform.python_version()}; Cython {Cython.__version__}",
+        f"Python {platform.python_version()}; Cython {cython_version}",
         f"- compiled, unchanged source, no type declarations: {len(modules)} modules "
         f"({', '.join(modules)})",
         f"- instructions per training step (valgrind, {steps} steps after 3 warm-up steps, one BLAS "
@@ -195,15 +191,15 @@ def main(argv=None) -> None:
     p.add_argument("--out", metavar="FILE.md")
     args = p.parse_args(argv)
     try:
-        import Cython  # noqa: F401, PLC0415
+        import Cython  # noqa: PLC0415
     except ImportError:
         sys.exit("compiled_core.py needs Cython: pip install cython")
     if shutil.which("valgrind") is None:
         sys.exit("compiled_core.py needs valgrind (e.g. apt-get install valgrind)")
     build_dir = os.path.abspath(args.build_dir)
-    modules = build_copy(build_dir)
+    modules = build_copy(build_dir, Cython.__version__)
     check_copy(build_dir)
-    emit(report(measure(build_dir, args.steps), modules, args.steps), args.out)
+    emit(report(measure(build_dir, args.steps), modules, args.steps, Cython.__version__), args.out)
 
 
 if __name__ == "__main__":

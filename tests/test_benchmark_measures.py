@@ -128,5 +128,5 @@ def test_a_build_folder_with_other_files_is_refused(compiled_core, tmp_path):
     keep = tmp_path / "notes.txt"
     keep.write_text("mine")
     with pytest.raises(SystemExit, match="not empty"):
-        compiled_core.build_copy(str(tmp_path))
+        compiled_core.build_copy(str(tmp_path), "3.0")
     assert keep.read_text() == "mine"
