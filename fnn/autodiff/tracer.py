@@ -253,6 +253,11 @@ class Primitive:
         self.argnum_rule: Callable | None = None
         self.argnum_rule_together = False  # see defvjp_argnum
         self.multiple_results = multiple_results
+        # Cotangent ownership (see defvjp's `fresh` and `owned`): does the first argument's rule
+        # make a new NumPy array that nothing else holds, and the rule of a one-argument
+        # primitive that may write its result into such an array (None: none).
+        self.fresh = False
+        self.owned_rule: Callable | None = None
         # What each rule reads (see defvjp's `reads`); None: everything. Each node's plan,
         # (traced positions, positions to drop, keep ans?), is cached per set of traced
         # arguments: here for `_bind_general`'s nodes, by the traced positions then minus the
@@ -654,7 +659,7 @@ def _check_reads(prim: Primitive, reads: Any) -> tuple:
 
 
 def defvjp(prim: Primitive, *rules: Callable | None, argnums: tuple[int, ...] | None = None,
-           reads: Any = None) -> None:
+           reads: Any = None, fresh: bool = False, owned: Callable | None = None) -> None:
     """Register VJP rules for `prim`, one per positional argument (or for `argnums`).
 
     Each rule is `rule(g, ans, *args, **kwargs) -> cotangent of that argument`, written with
@@ -666,6 +671,14 @@ def defvjp(prim: Primitive, *rules: Callable | None, argnums: tuple[int, ...] | 
     shape and dtype (an ArgSpec), and `ans` is None when unread, so the tape holds between the
     forward and the backward pass only what the backward pass needs. E.g. for multiply,
     `reads=[(1,), (0,)]`; for exp, `reads=[("ans",)]`; for add, `reads=[(), ()]`.
+
+    `fresh` and `owned` let the backward pass reuse a cotangent's memory instead of allocating
+    another array the size of an activation (dense's input cotangent flowing into ReLU's rule).
+    `fresh=True` says that the first argument's rule (the data input's, by convention), given
+    NumPy arrays, returns a new array that it keeps no other reference to (`g @ w.T`, not `g` or
+    a view of it). `owned`, for a one-argument primitive, is a second rule with the same
+    signature that may write its result into `g` and return it; the pass calls it instead of the
+    first only when `g` is exactly such a fresh array, alone in its slot (see `backward_pass`).
     """
     if not isinstance(prim, Primitive):
         raise TypeError(f"defvjp expects a primitive made by fnn.primitive, got {prim!r}")
@@ -674,11 +687,20 @@ def defvjp(prim: Primitive, *rules: Callable | None, argnums: tuple[int, ...] | 
         raise ValueError(f"defvjp({prim.name}): {len(rules)} rules for argnums {tuple(positions)}")
     if reads is not None and len(reads) != len(rules):
         raise ValueError(f"defvjp({prim.name}): {len(reads)} reads entries for {len(rules)} rules")
+    if fresh and 0 not in positions:
+        raise ValueError(f"defvjp({prim.name}): fresh=True is about the first argument's rule, "
+                         f"and there is none here (rules for {tuple(positions)})")
+    if owned is not None and tuple(positions) != (0,):
+        raise ValueError(f"defvjp({prim.name}): an `owned` rule is for one-argument primitives "
+                         f"(rules here for {tuple(positions)})")
     for k, (i, rule) in enumerate(zip(positions, rules)):
         prim.vjps[i] = rule
         if reads is not None or prim.reads is not None:
             prim.reads = prim.reads or {}
             prim.reads[i] = _check_reads(prim, None if reads is None else reads[k])
+    if 0 in positions:
+        prim.fresh = bool(fresh)
+    prim.owned_rule = owned
     prim._plans.clear()
     prim._mask_plans[:] = [None] * 8
     prim._bind_plans.clear()

@@ -54,7 +54,14 @@ def _relu_vjp(g, ans, x):
     return g * (y > 0)
 
 
-defvjp(relu, _relu_vjp, reads=[("ans",)])
+def _relu_vjp_owned(g, ans, x):
+    """_relu_vjp written into g, a NumPy cotangent the backward pass owns (defvjp's `owned`):
+    no new array the size of the activation."""
+    np.multiply(g, strip(ans) > 0, out=g)
+    return g
+
+
+defvjp(relu, _relu_vjp, reads=[("ans",)], fresh=True, owned=_relu_vjp_owned)
 
 
 @_prim

@@ -190,7 +190,8 @@ def _conv2d_dw(g, res, x, w, b, *, stride, pads, dilation, groups, out_hw=None):
                           groups=groups)
 
 
-defvjp(_conv2d_p, _conv2d_dx, _conv2d_dw, _bias_grad, reads=[(1,), ("ans",), ()])
+defvjp(_conv2d_p, _conv2d_dx, _conv2d_dw, _bias_grad, reads=[(1,), ("ans",), ()],
+       fresh=True)  # the input cotangent is a new array (or a transposed view of one)
 
 
 # conv_t: dx = conv^T(g, w) + b, linear in g: its VJP in g is the forward convolution.

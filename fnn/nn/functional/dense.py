@@ -68,7 +68,7 @@ def _b_rule(g, ans, x, w, b):
     return fnp.sum(fnp.reshape(g, (math.prod(g_shape[:-1]), g_shape[-1])), axis=0)
 
 
-defvjp(_dense, _x_rule, _w_rule, _b_rule, reads=[(1,), (0,), ()])
+defvjp(_dense, _x_rule, _w_rule, _b_rule, reads=[(1,), (0,), ()], fresh=True)  # g @ w.T: new
 
 
 def dense(x, w, b=None):

@@ -157,7 +157,7 @@ _max_gather_p = primitive(_max_gather, name="max_pool2d_gather")
 defvjp(_max_pool_p,
        lambda g, idx, x, *, kernel, stride, pads: _max_scatter_p(
            g, idx, hw=x.shape[2:], kernel=kernel, stride=stride, pads=pads),
-       reads=[("ans",)])
+       reads=[("ans",)], fresh=True)  # the scatter writes a new array
 defvjp(_max_scatter_p,
        lambda gx, ans, g, idx, *, hw, kernel, stride, pads: _max_gather_p(
            gx, idx, kernel=kernel, stride=stride, pads=pads),
