@@ -1,6 +1,7 @@
 """The measuring tools of benchmarks/: the suite's paired ratio, cold_overhead.py's instrumented
 stacks (they must compute the hand-written step's gradients, and their clock must count only the
-timed operations), and compiled_core.py's module list, build stamp and arithmetic."""
+timed operations), compiled_core.py's module list, build stamp and arithmetic, and
+cache_traffic.py's reading of cachegrind's summary."""
 
 import os
 
@@ -130,3 +131,41 @@ def test_a_build_folder_with_other_files_is_refused(compiled_core, tmp_path):
     with pytest.raises(SystemExit, match="not empty"):
         compiled_core.build_copy(str(tmp_path), "3.0")
     assert keep.read_text() == "mine"
+
+
+# --- cache_traffic.py ----------------------------------------------------------------------------
+
+CACHEGRIND_SUMMARY = """\
+==6926== I   refs:      127,771
+==6926== I1  misses:      1,075
+==6926== LLi misses:      1,072
+==6926==
+==6926== D   refs:       39,669  (29,403 rd   + 10,266 wr)
+==6926== D1  misses:      1,569  ( 1,225 rd   +    344 wr)
+==6926== LLd misses:      1,328  ( 1,016 rd   +    312 wr)
+==6926== LL misses:       2,400  ( 2,088 rd   +    312 wr)
+"""
+
+
+@pytest.fixture(scope="module")
+def cache_traffic(benchmarks_on_path):
+    import cache_traffic
+    return cache_traffic
+
+
+def test_cache_summary_gives_instructions_and_the_last_levels_data_misses(cache_traffic):
+    assert cache_traffic.parse_totals(CACHEGRIND_SUMMARY) == (127_771, 1_016, 312)
+    with pytest.raises(RuntimeError, match="no cache summary"):
+        cache_traffic.parse_totals("==1== I   refs: 5\n")  # a run without the cache simulation
+
+
+@given(setup=st.tuples(*[st.integers(0, 10**9)] * 3), step=st.tuples(*[st.integers(0, 10**7)] * 3),
+       steps=st.integers(1, 8))
+def test_per_step_counts_remove_the_setup(cache_traffic, setup, step, steps):
+    long = tuple(a + steps * b for a, b in zip(setup, step))
+    assert cache_traffic.per_step(setup, long, steps) == pytest.approx(step)
+
+
+def test_cache_traffic_runs_the_suites_workloads(cache_traffic):
+    from stacks import fnn_impl, numpy_ref
+    assert set(cache_traffic.WORKLOADS) == set(numpy_ref.WORKLOADS) == set(fnn_impl.WORKLOADS)
