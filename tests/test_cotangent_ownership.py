@@ -128,13 +128,13 @@ def test_relu_after_dense_matches_the_hand_written_gradient(n, d_in, d_out, seed
 def test_relu_after_dense_writes_into_the_dense_cotangent(monkeypatch):
     """The case the mechanism is for (an MLP's hidden layer): ReLU's owned rule is taken."""
     seen = []
-    owned = activations.relu.owned_rule
+    owned = activations.relu.owned_vjps[0]
 
     def spy(g, ans, x):
         seen.append(g.shape)
         return owned(g, ans, x)
 
-    monkeypatch.setattr(activations.relu, "owned_rule", spy)
+    monkeypatch.setattr(activations.relu, "owned_vjps", {0: spy})
     rng = np.random.default_rng(0)
     w1, w2 = rng.standard_normal((3, 8)), rng.standard_normal((8, 2))
     x = rng.standard_normal((5, 3))

@@ -205,14 +205,6 @@ class Scattered:
         return out
 
 
-_OWNED_RULES: dict = {}  # owned rule -> {0: it}, the `vjps` mapping the pass calls it through
-
-
-def _owned_rules(rule: Any) -> dict:
-    mapping = _OWNED_RULES[rule] = {0: rule}
-    return mapping
-
-
 def _accumulate(old: Any, new: Any) -> Any:
     if old is None:
         return new
@@ -271,13 +263,14 @@ def backward_pass(roots: Iterable[tuple[Node | StartNode, Any]], tape: list,
                 # cotangent handed on as soon as it is made (no list of them, no prim.backward).
                 ans, kwargs, vjps = node.ans, node.kwargs, prim.vjps
                 grads = None
+                fresh = prim.fresh
                 if prim.argnum_rule_together:  # a variadic primitive's rule, for all positions
                     grads = prim.argnum_rule(argnums, g, ans, *args, **kwargs)
+                    fresh = False
                 elif node is owner:
-                    if g is owned and prim.owned_rule is not None and argnums == (0,):
-                        vjps = _OWNED_RULES.get(prim.owned_rule) or _owned_rules(prim.owned_rule)
+                    if g is owned and prim.owned_vjps is not None and argnums == (0,):
+                        vjps = prim.owned_vjps  # the rule that may write into g
                     owner = owned = None
-                fresh = prim.fresh
             else:
                 ans = kwargs = vjps = None
                 fresh = False

@@ -254,10 +254,11 @@ class Primitive:
         self.argnum_rule_together = False  # see defvjp_argnum
         self.multiple_results = multiple_results
         # Cotangent ownership (see defvjp's `fresh` and `owned`): does the first argument's rule
-        # make a new NumPy array that nothing else holds, and the rule of a one-argument
-        # primitive that may write its result into such an array (None: none).
+        # make a new NumPy array that nothing else holds; and {0: the rule} of a one-argument
+        # primitive that may write its result into such an array (None: none), a mapping like
+        # `vjps` for the backward pass to call it through.
         self.fresh = False
-        self.owned_rule: Callable | None = None
+        self.owned_vjps: dict[int, Callable] | None = None
         # What each rule reads (see defvjp's `reads`); None: everything. Each node's plan,
         # (traced positions, positions to drop, keep ans?), is cached per set of traced
         # arguments: here for `_bind_general`'s nodes, by the traced positions then minus the
@@ -700,7 +701,7 @@ def defvjp(prim: Primitive, *rules: Callable | None, argnums: tuple[int, ...] | 
             prim.reads[i] = _check_reads(prim, None if reads is None else reads[k])
     if 0 in positions:
         prim.fresh = bool(fresh)
-    prim.owned_rule = owned
+    prim.owned_vjps = None if owned is None else {0: owned}
     prim._plans.clear()
     prim._mask_plans[:] = [None] * 8
     prim._bind_plans.clear()
