@@ -61,11 +61,12 @@ def _run_steps(workload: str, stack: str, steps: int) -> None:
 
 
 def _simulate(workload: str, stack: str, steps: int, ll_kib: int, out_file: str) -> tuple:
+    from suite import MALLOC_ENV  # noqa: PLC0415 (the suite's pinned malloc thresholds)
+
     env = dict(os.environ, PYTHONHASHSEED="0", OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1",
-               MKL_NUM_THREADS="1", MALLOC_MMAP_THRESHOLD_=str(256 * 2 ** 20),
-               MALLOC_TRIM_THRESHOLD_=str(512 * 2 ** 20))  # the suite's pinned malloc (suite.py)
-    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", "--I1=32768,8,64", "--D1=32768,8,64",
-           f"--LL={ll_kib * 1024},16,{LINE}", f"--cachegrind-out-file={out_file}",
+               MKL_NUM_THREADS="1", **MALLOC_ENV)
+    cmd = ["valgrind", "--tool=cachegrind", "--cache-sim=yes", f"--I1=32768,8,{LINE}",
+           f"--D1=32768,8,{LINE}", f"--LL={ll_kib * 1024},16,{LINE}", f"--cachegrind-out-file={out_file}",
            sys.executable, os.path.abspath(__file__), "--child", stack, "--workload", workload,
            "--steps", str(steps)]
     out = subprocess.run(cmd, env=env, capture_output=True, text=True, check=True).stderr
@@ -117,9 +118,10 @@ def main(argv=None) -> None:
             long = _simulate(args.workload, stack, args.steps, args.ll_kib, files[1])
             ir, reads, writes = per_step(short, long, args.steps)
             moved = reads + writes
-            first = first or moved
+            first = moved if first is None else first
+            relative = f"{moved / first:8.3f}" if first else f"{'-':>8s}"  # (W3 may move nothing)
             print(f"  {stack:6s} {ir / 1e6:11.2f} M {reads / 1e3:9.1f} k {writes / 1e3:7.1f} k "
-                  f"{moved * LINE / 1e6:9.2f} {moved / first:8.3f}")
+                  f"{moved * LINE / 1e6:9.2f} {relative}")
             if args.functions:
                 print(_top_functions(files[0], files[1], args.functions))
 
