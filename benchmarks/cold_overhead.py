@@ -32,6 +32,8 @@ import statistics
 import sys
 import time
 
+from machine import cpu_description
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 SIZES = {"W1 (784-1024-10, batch 128)": (784, 1024, 128), "small (8-16-10, batch 2)": (8, 16, 2)}
 
@@ -212,7 +214,7 @@ def main(argv=None) -> None:
     lines = [
         "## Bookkeeping between large array operations (`benchmarks/cold_overhead.py`)",
         "",
-        f"- {time.strftime('%Y-%m-%d %H:%M:%S')}; {platform.processor() or platform.machine()}; "
+        f"- {time.strftime('%Y-%m-%d %H:%M:%S')}; {cpu_description()}; "
         f"{os.cpu_count()} CPUs; Python {platform.python_version()}; NumPy {np.__version__}; "
         f"{args.threads} BLAS threads; glibc's mmap/trim thresholds pinned as in suite.py",
         f"- one process, the two stacks alternating step by step, {args.steps} steps each per size; "

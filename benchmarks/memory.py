@@ -44,6 +44,8 @@ import sys
 import tempfile
 import time
 
+from machine import cpu_description
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 DEPTH = 20
@@ -297,12 +299,7 @@ def main(argv=None):
             summary.append(f"| {wl} (w {width}, b {batch}) | " + " | ".join(row) + " |")
             numpy_version = plain["numpy"]
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_description()
     report = [
         "## Peak memory of one gradient step: deep MLP, with and without fnn.checkpoint",
         "",

@@ -31,6 +31,8 @@ import argparse
 import os
 import sys
 
+from machine import cpu_description
+
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
@@ -349,7 +351,7 @@ def main(argv=None):
         f"- started {started}; Python {platform.python_version()}, NumPy {np.__version__}, "
         f"fnn {getattr(fnn, '__version__', '?')}, autograd {ag_version or 'missing'}; "
         f"{os.cpu_count()} CPUs, {args.threads} BLAS/OpenMP threads; "
-        f"{platform.machine()} {platform.system()}",
+        f"{cpu_description()}; {platform.machine()} {platform.system()}",
         f"- chain: {args.ops} elementwise ops ({n_blocks} blocks of sin, ×c1, +c2, tanh, ×0.5, exp, −1, "
         "×(traced), ÷8, +residual), then a sum",
         f"- {args.rounds} interleaved rounds (stack order rotated each round); times are per call; "

@@ -34,6 +34,8 @@ import sys
 import tempfile
 import time
 
+from machine import cpu_description
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 WORKER = os.path.join(HERE, "stacks", "worker.py")
@@ -332,12 +334,7 @@ def main(argv=None):
                     versions[s] = r["version"]
             log(f"[{wl}] done in {time.perf_counter() - t0:.0f} s")
 
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    cpu = cpu_description()
     skipped = sorted({f"{s}: {r['skipped']}" for res in results.values() for s, r in res.items()
                       if isinstance(r, dict) and "skipped" in r})
     report = [

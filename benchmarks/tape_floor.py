@@ -40,6 +40,8 @@ import platform
 import sys
 import time
 
+from machine import cpu_description
+
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
@@ -342,7 +344,7 @@ def main(argv=None) -> None:
     lines = [
         f"## {WORKLOAD_TITLES[args.workload]}",
         "",
-        f"- {time.strftime('%Y-%m-%d %H:%M:%S')}; {platform.processor() or platform.machine()}; "
+        f"- {time.strftime('%Y-%m-%d %H:%M:%S')}; {cpu_description()}; "
         f"{os.cpu_count()} CPUs; Python {platform.python_version()}; NumPy {np.__version__}; "
         f"{args.threads} BLAS threads; glibc's mmap/trim thresholds pinned as in suite.py",
         f"- one process, {args.rounds} interleaved rounds x {args.steps} steps per stack; median ms per "

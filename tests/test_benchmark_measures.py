@@ -1,7 +1,7 @@
 """The measuring tools of benchmarks/: the suite's paired ratio, cold_overhead.py's instrumented
 stacks (they must compute the hand-written step's gradients, and their clock must count only the
-timed operations), compiled_core.py's module list, build stamp and arithmetic, and
-cache_traffic.py's reading of cachegrind's summary."""
+timed operations), compiled_core.py's module list, build stamp and arithmetic,
+cache_traffic.py's reading of cachegrind's summary, and the machine line of the reports."""
 
 import os
 
@@ -169,3 +169,23 @@ def test_per_step_counts_remove_the_setup(cache_traffic, setup, step, steps):
 def test_cache_traffic_runs_the_suites_workloads(cache_traffic):
     from stacks import fnn_impl, numpy_ref
     assert set(cache_traffic.WORKLOADS) == set(numpy_ref.WORKLOADS) == set(fnn_impl.WORKLOADS)
+
+
+def test_cpu_description_names_the_last_level_cache(benchmarks):
+    """The reports' machine line tells hosts of one model name apart by family and cache."""
+    import machine
+
+    text = machine.cpu_description()
+    assert text.strip()
+    caches = "/sys/devices/system/cpu/cpu0/cache"
+    if not os.path.isdir(caches):
+        pytest.skip("no cache description in sysfs here")
+    levels = {}
+    for index in os.listdir(caches):
+        if index.startswith("index"):
+            with open(os.path.join(caches, index, "level")) as f:
+                level = int(f.read())
+            with open(os.path.join(caches, index, "size")) as f:
+                levels[level] = f.read().strip()
+    top = max(levels)
+    assert f"L{top} {levels[top]}" in text
