@@ -171,7 +171,7 @@ def test_cache_traffic_runs_the_suites_workloads(cache_traffic):
     assert set(cache_traffic.WORKLOADS) == set(numpy_ref.WORKLOADS) == set(fnn_impl.WORKLOADS)
 
 
-def test_cpu_description_names_the_last_level_cache(benchmarks):
+def test_cpu_description_names_the_last_level_cache(benchmarks_on_path):
     """The reports' machine line tells hosts of one model name apart by family and cache."""
     import machine
 
