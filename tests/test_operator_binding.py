@@ -83,3 +83,34 @@ def test_operator_on_a_primitive_without_a_rule_names_it():
     nameless = fnn.primitive(lambda x, y: x + y, name="my_plus")
     with pytest.raises(fnn.NoGradientError, match="my_plus"):
         fnn.grad(lambda x: fnp.sum(nameless(x, 1.0)))(np.ones(3))
+
+
+@pytest.mark.parametrize("traced", ["both", "left", "right"])
+def test_unrolled_binding_of_an_argument_declared_without_a_gradient(traced):
+    # bind2 plans its nodes by which operands are boxes; a position whose rule is None is a
+    # constant there, as in the general path: no gradient, and the other one unchanged.
+    from fnn.autodiff.tracer import Box, bind2
+
+    scaled = fnn.primitive(lambda x, s: x * s, name="scaled_by_constant")
+    fnn.defvjp(scaled, lambda g, ans, x, s: g * s, None, reads=[(1,), None])
+
+    def through(binder):
+        def f(x, s):
+            top = max(v._trace for v in (x, s) if type(v) is Box)
+            return fnp.sum(fnp.sin(binder(top, x, s)))
+        return f
+
+    unrolled = through(lambda top, x, s: bind2(scaled, top, x, s))
+    general = through(lambda top, x, s: scaled(x, s))
+    x, s = np.linspace(-1.0, 1.0, 5), np.full(5, 1.5)
+    argnums = {"both": (0, 1), "left": (0,), "right": (1,)}[traced]
+    for _ in range(2):  # the second call uses the plans the first one made
+        v_u, g_u = fnn.value_and_grad(unrolled, argnums=argnums)(x, s)
+        v_g, g_g = fnn.value_and_grad(general, argnums=argnums)(x, s)
+        np.testing.assert_allclose(v_u, v_g, rtol=1e-14)
+        for a, b, i in zip(g_u, g_g, argnums):
+            np.testing.assert_allclose(a, b, rtol=1e-14)
+            if i == 1:
+                np.testing.assert_array_equal(a, np.zeros(5))
+            else:
+                np.testing.assert_allclose(a, np.cos(x * s) * s, rtol=1e-12)

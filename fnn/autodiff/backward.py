@@ -183,8 +183,10 @@ class Scattered:
             if s != _FULL:
                 return None
         seen = bytearray(n)
+        k = axis + 1
+        prefix = first[:axis]
         for idx, values in pieces:
-            if type(idx) is not tuple or len(idx) != axis + 1 or idx[:axis] != first[:axis]:
+            if type(idx) is not tuple or len(idx) != k or idx[:axis] != prefix:
                 return None
             t = idx[axis]
             if (type(t) is not int or not -n <= t < n or seen[t]
@@ -206,24 +208,26 @@ class Scattered:
 
 
 def _accumulate(old: Any, new: Any) -> Any:
-    if old is None:
-        return new
-    if type(old) is Parts:
-        return old.merged(new)
-    if type(old) is Scattered or type(new) is Scattered:
-        if type(old) is Scattered and type(new) is Scattered:
-            old.pieces.extend(new.pieces)  # both made by this pass and owned by it
+    """old + new for two cotangents of one value (old is not None), whatever their kinds."""
+    kind = type(old)
+    if kind is Scattered:
+        if type(new) is Scattered:  # (a loop's slices: both made by this pass and owned by it)
+            old.pieces.extend(new.pieces)
             return old
-        if type(old) is not Scattered:
-            old, new = new, old
-        if type(new) is Box:
-            return add_cotangents(old.dense(), new)
-        return old.added_to(new)
-    if type(old) is Box or type(new) is Box:
-        return add_cotangents(old, new)  # recorded, for higher-order derivatives
-    if type(old) is np.ndarray:
-        return old + new  # both fitted to the same argument: same shape, dtype and device
-    return add_keeping_layout(old, new)
+    elif type(new) is Scattered:
+        old, new = new, old
+    elif kind is Parts:
+        return old.merged(new)
+    else:
+        if kind is Box or type(new) is Box:
+            return add_cotangents(old, new)  # recorded, for higher-order derivatives
+        if kind is np.ndarray:
+            return old + new  # both fitted to the same argument: same shape, dtype and device
+        return add_keeping_layout(old, new)
+    # one Scattered (old, now) and one dense cotangent (new)
+    if type(new) is Box:
+        return add_cotangents(old.dense(), new)
+    return old.added_to(new)
 
 
 def backward_pass(roots: Iterable[tuple[Node | StartNode, Any]], tape: list,
@@ -256,25 +260,23 @@ def backward_pass(roots: Iterable[tuple[Node | StartNode, Any]], tape: list,
                 g = g.dense()
             prim = node.prim
             args = node.args
-            parents = node.parents
+            ans = node.ans
+            kwargs = node.kwargs
             argnums = node.argnums
-            if type(prim) is Primitive and not prim.multiple_results:
-                # The common node: its rules are called below, one per traced argument, each
-                # cotangent handed on as soon as it is made (no list of them, no prim.backward).
-                ans, kwargs, vjps = node.ans, node.kwargs, prim.vjps
+            parents = node.parents
+            if prim.rules_each:
+                # The common node (one result, a rule per traced argument): its rules are called
+                # below, each cotangent handed on as soon as it is made (no list of them).
+                vjps = prim.vjps
                 grads = None
                 fresh = prim.fresh
-                if prim.argnum_rule_together:  # a variadic primitive's rule, for all positions
-                    grads = prim.argnum_rule(argnums, g, ans, *args, **kwargs)
-                    fresh = False
-                elif node is owner:
+                if node is owner:
                     if g is owned and prim.owned_vjps is not None and argnums == (0,):
                         vjps = prim.owned_vjps  # the rule that may write into g
                     owner = owned = None
-            else:
-                ans = kwargs = vjps = None
-                fresh = False
+            else:  # several results, a variadic rule for all positions at once, custom rules
                 grads = prim.backward(node, g)
+                fresh = False
             # Rules run from the last traced argument to the first. By convention a layer's data
             # input comes first and its parameters after (dense(x, w, b), conv, matmul(h, w)),
             # and the data input's cotangent is the one the walk reads next, at the parent node:
@@ -300,14 +302,12 @@ def backward_pass(roots: Iterable[tuple[Node | StartNode, Any]], tape: list,
                     else:
                         pg = rule(g, ans, *args)  # no empty-dict unpacking: most nodes
                 parent = parents[i]
-                kind = type(pg)
-                if kind is not Parts and kind is not Scattered:
+                if type(pg) is _NDARRAY or type(pg) is not Parts and type(pg) is not Scattered:
                     arg = args[argnum]
                     try:  # fit_to's common case (shape and dtype already right), without the call
-                        fitted = pg.shape == arg.shape and (pg.dtype is arg.dtype or pg.dtype == arg.dtype)
+                        if pg.shape != arg.shape or pg.dtype is not arg.dtype:
+                            pg = fit_to(pg, arg)
                     except AttributeError:  # a Python scalar on either side
-                        fitted = False
-                    if not fitted:
                         pg = fit_to(pg, arg)
                     del arg  # the argument may be a large activation: hold it no longer than this
                 old = parent.cotangent

@@ -93,6 +93,7 @@ class _CustomRule:
     """The backward of a custom_vjp call: the user's bwd applied to the saved residuals."""
 
     multiple_results = True
+    rules_each = False  # (its `backward` makes the cotangents)
 
     def __init__(self, name: str, bwd: Callable, residuals: Any, args_def: Any, static: tuple):
         self.name, self.bwd, self.residuals, self.args_def, self.static = name, bwd, residuals, args_def, static
@@ -164,6 +165,7 @@ class _Recompute:
     """
 
     multiple_results = True
+    rules_each = False  # (its `backward` makes the cotangents)
 
     def __init__(self, name: str, fun: Callable, in_def: Any):
         self.name, self.fun, self.in_def = name, fun, in_def

@@ -67,6 +67,7 @@ _new = object.__new__  # for the hot paths that build nodes and boxes slot by sl
 # The usual dtypes, compared by identity before the general test `dtype.kind in "fc"` (whose
 # one-letter string is made anew at each call): hot paths run it for every node.
 F32, F64 = np.dtype(np.float32), np.dtype(np.float64)
+_NDARRAY = np.ndarray
 
 
 def new_trace() -> int:
@@ -139,21 +140,27 @@ class ArgSpec:
         return f"ArgSpec(shape={self.shape}, dtype={self.dtype})"
 
 
-# shape -> the ArgSpec made last for that shape. Keyed by the shape alone, which is cheaper to
-# look up than a (shape, dtype, array type) key; the lookup then checks the other two (a step
-# makes the same few specs again and again, rarely of one shape with two dtypes).
+# (shape, dtype, array type) -> the ArgSpec of that kind of array: a step makes the same few
+# specs again and again, so each is made once and shared. Keyed by the type too, so that a NumPy
+# and a CuPy array of one shape never share a spec.
 _SPECS: dict = {}
 
 
-def _spec_of(a: Any, dtype: Any) -> "ArgSpec":
-    """The (shared, immutable) ArgSpec of array `a`, whose dtype is `dtype`."""
-    array_type = type(a) if type(a) is not Box else type(strip(a))
-    shape = a.shape
-    spec = _SPECS.get(shape)
-    if spec is None or spec.dtype is not dtype or spec.array_type is not array_type:
+def _spec_of(a: Any) -> Any:
+    """The shared, immutable ArgSpec of floating-point array `a` (looked up, or made and cached on
+    first sight); `a` itself when it is anything else (a Python scalar, an index, a shape, an
+    integer array: small, and kept as is)."""
+    dtype = getattr(a, "dtype", None)
+    if dtype is None or not (dtype is F32 or dtype is F64 or dtype.kind in "fc"):
+        return a
+    if type(a) is Box:  # (a box of an enclosing trace: its array type is that of its contents)
+        return ArgSpec(a.shape, dtype, type(strip(a)))
+    key = (a.shape, dtype, type(a))
+    spec = _SPECS.get(key)
+    if spec is None:
         if len(_SPECS) > 4096:  # many distinct shapes (e.g. variable-length batches): start over
             _SPECS.clear()
-        spec = _SPECS[shape] = ArgSpec(shape, dtype, array_type)
+        spec = _SPECS[key] = ArgSpec(a.shape, dtype, type(a))
     return spec
 
 
@@ -253,6 +260,9 @@ class Primitive:
         self.argnum_rule: Callable | None = None
         self.argnum_rule_together = False  # see defvjp_argnum
         self.multiple_results = multiple_results
+        # Does the backward pass call `vjps` itself, one rule per traced position? (Else it asks
+        # `backward` for all the node's cotangents at once.) Every kind of node's prim says.
+        self.rules_each = not multiple_results
         # Cotangent ownership (see defvjp's `fresh` and `owned`): does the first argument's rule
         # make a new NumPy array that nothing else holds; and {0: the rule} of a one-argument
         # primitive that may write its result into such an array (None: none), a mapping like
@@ -265,9 +275,9 @@ class Primitive:
         # argument count.
         self.reads: dict[int, tuple] | None = None
         self._plans: dict[tuple, tuple] = {}
-        # The same for the one- and two-argument nodes of bind1/bind2, by their mask (see
-        # `bind2`), None until first needed.
-        self._mask_plans: list = [None] * 8
+        # The same for the nodes of bind1 (entry 0) and bind2 (entry 1: x traced, 2: y, 3:
+        # both); None until first needed, () where such a node takes `bind` (see `_fast_plan`).
+        self._fast_plans: list = [None] * 4
         # The same for `bind`'s nodes, by traced-position mask plus 1 << argument count.
         self._bind_plans: dict[int, Any] = {}
         self.__doc__ = getattr(fun, "__doc__", None)
@@ -469,15 +479,21 @@ def _bind_general(prim: Primitive, top: int, args: tuple, kwargs: dict):
 
 
 _NO_KWARGS: dict = {}
-_ARGNUMS = {1: (0,), 3: (0,), 5: (1,), 7: (0, 1)}  # traced positions of one/two-argument nodes
+# (argument count, traced positions) of each `_fast_plans` entry
+_FAST_NODES = ((1, (0,)), (2, (0,)), (2, (1,)), (2, (0, 1)))
 
 
-def _mask_plan(prim: Primitive, mask: int) -> tuple:
-    """The plan of a bind1/bind2 node of `prim` with `mask` (1 for bind1; for bind2 see its
-    `mask`), made and cached."""
-    argnums = _ARGNUMS[mask]
-    drop, keep_ans = prim.residual_plan(argnums, 1 if mask == 1 else 2)
-    plan = prim._mask_plans[mask] = (argnums, drop, keep_ans)
+def _fast_plan(prim: Primitive, entry: int) -> tuple:
+    """Make and cache `prim._fast_plans[entry]`: the plan of its bind1/bind2 nodes, or () when
+    those take `bind` (a residual function, several results, undeclared reads, or a traced
+    argument without a rule or declared without a gradient)."""
+    nargs, argnums = _FAST_NODES[entry]
+    plan: tuple = ()
+    if prim.fwd is None and not prim.multiple_results and prim.reads is not None:
+        rules = [prim.rule_for(i) for i in argnums]
+        if None not in rules and _MISSING not in rules:
+            plan = _node_plan(prim, argnums, nargs)
+    prim._fast_plans[entry] = plan
     return plan
 
 
@@ -497,12 +513,8 @@ def _record(prim: Primitive, top: int, ans: Any, res: Any, values: list, kwargs:
     argnums, drop, keep_ans = plan
     for j in drop:
         a = values[j]
-        dt = getattr(a, "dtype", None)  # (None: a Python scalar, an index, a shape: kept as is)
-        if dt is F32 or dt is F64 or dt is not None and dt.kind in "fc":
-            spec = _SPECS.get(a.shape)  # _spec_of's lookup, inline
-            if spec is None or spec.dtype is not dt or spec.array_type is not type(a):
-                spec = _spec_of(a, dt)
-            values[j] = spec
+        spec = _SPECS.get((a.shape, a.dtype, _NDARRAY)) if type(a) is _NDARRAY else None
+        values[j] = spec if spec is not None else _spec_of(a)
     # Node(...) and Box(...) spelled out: object creation plus slot stores, without the two
     # __init__ calls (each a Python frame entered from C), which this, the per-node hot path of
     # a loop over time steps, would pay hundreds of times per step.
@@ -529,55 +541,56 @@ def bind1(prim: Primitive, x: Box) -> Any:
     """`bind` for one traced argument and no options (tanh(x), -x, ...), unrolled: a fraction of
     a microsecond less per node than the general loop."""
     xv = x._value
-    if (type(xv) is Box or prim.fwd is not None or prim.multiple_results or prim.reads is None
-            or prim.vjps.get(0, _MISSING) is _MISSING):
+    plan = prim._fast_plans[0]
+    if not plan or type(xv) is Box:  # (not planned yet, not a common node, or nested)
+        if plan is None:
+            _fast_plan(prim, 0)
         return bind(prim, x._trace, (x,), _NO_KWARGS)
-    if prim.vjps[0] is None:  # declared without a gradient: a constant here
-        return prim.fun(xv)
-    return _record(prim, x._trace, prim.fun(xv), None, [xv], _NO_KWARGS,
-                   prim._mask_plans[1] or _mask_plan(prim, 1), (x._node,))
+    return _record(prim, x._trace, prim.fun(xv), None, [xv], _NO_KWARGS, plan, (x._node,))
 
 
 def bind2(prim: Primitive, top: int, x: Any, y: Any) -> Any:
-    """`bind` for two positional arguments and no options (the Box operators), unrolled like
-    `bind1`. `top` is the newer trace of the two; a box of an older trace, nesting or a missing
-    rule takes `bind`."""
-    if prim.fwd is not None or prim.multiple_results or prim.reads is None:
-        return bind(prim, top, (x, y), _NO_KWARGS)
-    vjps = prim.vjps
-    mask = 1  # 1, plus 2 if x is differentiated, plus 4 if y is: the key of `_mask_plans`
+    """`bind` for two positional arguments, at least one of them traced, and no options (the Box
+    operators), unrolled like `bind1`. `top` is the newer trace of the two. The plan is looked
+    up by which operands are boxes; a box of an older trace, nesting, or a primitive whose
+    nodes the plan cannot describe takes `bind`."""
     if type(x) is Box:
-        if x._trace != top:
-            return bind(prim, top, (x, y), _NO_KWARGS)
         xv = x._value
-        rule = vjps.get(0, _MISSING)
-        if rule is not None:
-            mask = 3
+        if type(y) is Box:
+            yv = y._value
+            plan = prim._fast_plans[3]
+            if (not plan or x._trace != top or y._trace != top or type(xv) is Box
+                    or type(yv) is Box):
+                return _bind2_other(prim, top, x, y, 3)
+            parents = (x._node, y._node)
+        else:
+            yv = y
+            plan = prim._fast_plans[1]
+            if not plan or x._trace != top or type(xv) is Box:
+                return _bind2_other(prim, top, x, y, 1)
+            parents = (x._node,)
     else:
         xv = x
-        rule = None
-    if type(y) is Box:
-        if y._trace != top:
-            return bind(prim, top, (x, y), _NO_KWARGS)
+        if type(y) is not Box:
+            return prim(x, y)
         yv = y._value
-        rule_y = vjps.get(1, _MISSING)
-        if rule_y is not None:
-            mask += 4
-    else:
-        yv = y
-        rule_y = None
-    if rule is _MISSING or rule_y is _MISSING or type(xv) is Box or type(yv) is Box:
-        return bind(prim, top, (x, y), _NO_KWARGS)
+        plan = prim._fast_plans[2]
+        if not plan or y._trace != top or type(yv) is Box:
+            return _bind2_other(prim, top, x, y, 2)
+        parents = (y._node,)
     try:
         ans = prim.fun(xv, yv)
     except TypeError:
         _explain_mixed_backends(prim, (xv, yv))
         raise
-    if mask == 1:
-        return ans
-    parents = (x._node, y._node) if mask == 7 else (x._node,) if mask == 3 else (y._node,)
-    plan = prim._mask_plans[mask] or _mask_plan(prim, mask)
     return _record(prim, top, ans, None, [xv, yv], _NO_KWARGS, plan, parents)
+
+
+def _bind2_other(prim: Primitive, top: int, x: Any, y: Any, entry: int) -> Any:
+    """bind2's way out to `bind`, planning `entry` first if it has no plan yet."""
+    if prim._fast_plans[entry] is None:
+        _fast_plan(prim, entry)
+    return bind(prim, top, (x, y), _NO_KWARGS)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -608,6 +621,7 @@ class _Select:
 
     __slots__ = ("name",)
     multiple_results = False
+    rules_each = False  # (its `backward` makes the cotangent)
 
     def __init__(self):
         self.name = "select"
@@ -703,7 +717,7 @@ def defvjp(prim: Primitive, *rules: Callable | None, argnums: tuple[int, ...] | 
         prim.fresh = bool(fresh)
     prim.owned_vjps = None if owned is None else {0: owned}
     prim._plans.clear()
-    prim._mask_plans[:] = [None] * 8
+    prim._fast_plans[:] = [None] * 4
     prim._bind_plans.clear()
 
 
@@ -718,9 +732,10 @@ def defvjp_argnum(prim: Primitive, rule: Callable, reads: Any = None, together: 
     """
     prim.argnum_rule = rule
     prim.argnum_rule_together = together
+    prim.rules_each = not prim.multiple_results and not together
     if reads is not None:
         prim.reads = prim.reads or {}
         prim.reads["*"] = _check_reads(prim, reads)
     prim._plans.clear()
-    prim._mask_plans[:] = [None] * 8
+    prim._fast_plans[:] = [None] * 4
     prim._bind_plans.clear()
