@@ -210,24 +210,22 @@ class Scattered:
 def _accumulate(old: Any, new: Any) -> Any:
     """old + new for two cotangents of one value (old is not None), whatever their kinds."""
     kind = type(old)
-    if kind is Scattered:
-        if type(new) is Scattered:  # (a loop's slices: both made by this pass and owned by it)
-            old.pieces.extend(new.pieces)
-            return old
-    elif type(new) is Scattered:
-        old, new = new, old
-    elif kind is Parts:
+    if kind is Scattered and type(new) is Scattered:  # a loop's slices, first: the common case
+        old.pieces.extend(new.pieces)  # both made by this pass and owned by it
+        return old
+    if kind is Scattered or type(new) is Scattered:  # one scattered and one dense cotangent
+        if kind is not Scattered:
+            old, new = new, old
+        if type(new) is Box:
+            return add_cotangents(old.dense(), new)
+        return old.added_to(new)
+    if kind is Parts:
         return old.merged(new)
-    else:
-        if kind is Box or type(new) is Box:
-            return add_cotangents(old, new)  # recorded, for higher-order derivatives
-        if kind is np.ndarray:
-            return old + new  # both fitted to the same argument: same shape, dtype and device
-        return add_keeping_layout(old, new)
-    # one Scattered (old, now) and one dense cotangent (new)
-    if type(new) is Box:
-        return add_cotangents(old.dense(), new)
-    return old.added_to(new)
+    if kind is Box or type(new) is Box:
+        return add_cotangents(old, new)  # recorded, for higher-order derivatives
+    if kind is np.ndarray:
+        return old + new  # both fitted to the same argument: same shape, dtype and device
+    return add_keeping_layout(old, new)
 
 
 def backward_pass(roots: Iterable[tuple[Node | StartNode, Any]], tape: list,

@@ -479,21 +479,17 @@ def _bind_general(prim: Primitive, top: int, args: tuple, kwargs: dict):
 
 
 _NO_KWARGS: dict = {}
-# (argument count, traced positions) of each `_fast_plans` entry
-_FAST_NODES = ((1, (0,)), (2, (0,)), (2, (1,)), (2, (0, 1)))
+# (argument count, traced-position mask) of each `_fast_plans` entry
+_FAST_NODES = ((1, 1), (2, 1), (2, 2), (2, 3))
 
 
 def _fast_plan(prim: Primitive, entry: int) -> tuple:
-    """Make and cache `prim._fast_plans[entry]`: the plan of its bind1/bind2 nodes, or () when
-    those take `bind` (a residual function, several results, undeclared reads, or a traced
-    argument without a rule or declared without a gradient)."""
-    nargs, argnums = _FAST_NODES[entry]
-    plan: tuple = ()
-    if prim.fwd is None and not prim.multiple_results and prim.reads is not None:
-        rules = [prim.rule_for(i) for i in argnums]
-        if None not in rules and _MISSING not in rules:
-            plan = _node_plan(prim, argnums, nargs)
-    prim._fast_plans[entry] = plan
+    """Make and cache `prim._fast_plans[entry]`: `bind`'s plan for such a node, or () where
+    the node takes `bind` itself (see `_bind_plan`; and a residual function, whose `fwd`
+    only `bind` calls)."""
+    nargs, mask = _FAST_NODES[entry]
+    plan = _GENERAL if prim.fwd is not None else _bind_plan(prim, mask, nargs)
+    plan = prim._fast_plans[entry] = () if plan is _GENERAL else plan
     return plan
 
 

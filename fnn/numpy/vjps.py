@@ -345,7 +345,7 @@ def _index_multiply_v(g, ans, x, idx, v):
     return gx * S.reshape(R.prod(I.getitem(v_ext, others), axis=1), shape_of(gx))
 
 
-defvjp(I.getitem, _scatter_into_zeros, None, reads=[(1,), None])  # x: its shape only
+defvjp(I.getitem, _scatter_into_zeros, None, reads=[(1,), None])  # the index; of x, its shape
 defvjp(I.index_add, lambda g, ans, x, idx, v: g, None, lambda g, ans, x, idx, v: I.getitem(g, idx), reads=[(), None, ()])
 defvjp(I.index_set, lambda g, ans, x, idx, v: I.index_set(g, idx, 0.0), None,
        lambda g, ans, x, idx, v: I.getitem(g, idx), reads=[(), None, ()])
