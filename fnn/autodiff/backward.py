@@ -9,9 +9,10 @@ for higher-order derivatives) without the rest of `fnn.numpy`:
 - `add_cotangents` accumulates the cotangents of a value used more than once.
 
 Cotangents of slices (`x[i]`, `x[:, t]` in a loop over time) arrive as `Scattered` pieces rather
-than as full arrays of zeros with one slice filled in: the pieces for one value are collected and
-written into a single zero array when that value's node is reached, so a loop that reads T slices
-of a sequence costs one (N, T, ...) buffer in the backward pass instead of T of them.
+than as full arrays of zeros with one slice filled in, and those of a matrix used at every step of
+a loop (`h @ w`) as `Products`, the factors of its products: both are kept in pieces and formed
+once, when read (`fnn.autodiff.pieces`). A loop of T steps then costs one (N, T, ...) buffer for
+its sequence and one product for its weight, instead of T of each.
 """
 
 from __future__ import annotations
@@ -20,12 +21,12 @@ from typing import Any, Iterable, Sequence
 
 import numpy as np
 
-from fnn.backend import add_keeping_layout, module_for_type
-from fnn.autodiff.tracer import (ArgSpec, Box, Node, Parts, Primitive, StartNode, defvjp, primitive,
-                                 start_node, strip)
+from fnn.backend import add_keeping_layout
+from fnn.autodiff.pieces import Products, Scattered, weight_product, zeros_like_value
+from fnn.autodiff.tracer import Box, Node, Parts, StartNode, defvjp, primitive, start_node
 
-__all__ = ["backward_pass", "Scattered", "sum_to_shape", "broadcast_to", "cast", "add_cotangents",
-           "zeros_like_value", "shape_of", "dtype_of"]
+__all__ = ["backward_pass", "Scattered", "Products", "weight_product", "sum_to_shape", "broadcast_to",
+           "cast", "add_cotangents", "zeros_like_value", "shape_of", "dtype_of"]
 
 
 def shape_of(x: Any) -> tuple:
@@ -36,16 +37,6 @@ def shape_of(x: Any) -> tuple:
 def dtype_of(x: Any) -> np.dtype | None:
     """The dtype of an array or traced value; None for Python scalars."""
     return getattr(x, "dtype", None)
-
-
-def zeros_like_value(x: Any) -> Any:
-    """A zero cotangent for `x` (plain, never traced), on x's device and of x's dtype."""
-    x = strip(x)
-    if type(x) is ArgSpec:
-        return module_for_type(x.array_type).zeros(x.shape, x.dtype)
-    if isinstance(x, (int, float, complex)):
-        return type(x)(0)
-    return np.zeros_like(x)  # dispatches to CuPy for CuPy arrays
 
 
 @primitive
@@ -137,74 +128,7 @@ def fit_to(g: Any, x: Any) -> Any:
     return g
 
 
-_FULL = slice(None)
 _NDARRAY = np.ndarray
-
-
-def _array_type(x: Any) -> type:
-    return x.array_type if type(x) is ArgSpec else type(x)
-
-
-class Scattered:
-    """A cotangent that is zero except where `pieces` (index, values) say, for a value shaped
-    like `like` (an array or ArgSpec); made by the rule of indexing, densified once when read."""
-
-    __slots__ = ("like", "pieces", "add_at")
-
-    def __init__(self, like: Any, idx: Any, values: Any, add_at: Any):
-        self.like = like
-        self.pieces = [(idx, values)]
-        self.add_at = add_at  # add_at(out, idx, values): in-place scatter-add
-
-    def dense(self) -> Any:
-        stacked = self._stacked()
-        if stacked is not None:
-            return stacked
-        out = zeros_like_value(self.like)
-        for idx, values in self.pieces:
-            self.add_at(out, idx, values)
-        return out
-
-    def _stacked(self) -> Any:
-        """The pieces written into one fresh array when they are `x[:, t]` (or `x[:, :, t]`,
-        ...) for every t once (the slices a loop over time reads), else None: one buffer filled
-        slice by slice instead of zeros plus T scatter-adds."""
-        pieces = self.pieces
-        like = self.like
-        shape = like.shape
-        first = pieces[0][0]
-        if (type(first) is not tuple or not first or type(first[-1]) is not int
-                or len(first) > len(shape) or len(pieces) != shape[len(first) - 1]):
-            return None
-        axis = len(first) - 1
-        n = len(pieces)
-        dtype = like.dtype
-        for s in first[:axis]:
-            if s != _FULL:
-                return None
-        seen = bytearray(n)
-        k = axis + 1
-        prefix = first[:axis]
-        for idx, values in pieces:
-            if type(idx) is not tuple or len(idx) != k or idx[:axis] != prefix:
-                return None
-            t = idx[axis]
-            if (type(t) is not int or not -n <= t < n or seen[t]
-                    or getattr(values, "dtype", None) != dtype):
-                return None  # (a slice read twice: the general path adds the pieces)
-            seen[t] = 1
-        empty = np.empty if type(like) is np.ndarray else module_for_type(_array_type(like)).empty
-        out = empty(shape, dtype)
-        for idx, values in pieces:
-            out[idx] = values  # every element is written: each t once, each slice full
-        return out
-
-    def added_to(self, other: Any) -> Any:
-        """other + self, for a plain array `other`, in a fresh array."""
-        out = other.copy()
-        for idx, values in self.pieces:
-            self.add_at(out, idx, values)
-        return out
 
 
 def _accumulate(old: Any, new: Any) -> Any:
@@ -213,6 +137,16 @@ def _accumulate(old: Any, new: Any) -> Any:
     if kind is Scattered and type(new) is Scattered:  # a loop's slices, first: the common case
         old.pieces.extend(new.pieces)  # both made by this pass and owned by it
         return old
+    if kind is Products or type(new) is Products:
+        if kind is not Products:
+            old, new = new, old
+        if type(new) is Products:
+            old.merge(new)
+            return old
+        if type(new) is _NDARRAY:
+            old.add_dense(new)
+            return old
+        return _accumulate(new, old.dense())
     if kind is Scattered or type(new) is Scattered:  # one scattered and one dense cotangent
         if kind is not Scattered:
             old, new = new, old
@@ -254,7 +188,7 @@ def backward_pass(roots: Iterable[tuple[Node | StartNode, Any]], tape: list,
             if g is None:
                 continue
             node.cotangent = None
-            if type(g) is Scattered:
+            if type(g) is not _NDARRAY and (type(g) is Scattered or type(g) is Products):
                 g = g.dense()
             prim = node.prim
             args = node.args
@@ -300,7 +234,8 @@ def backward_pass(roots: Iterable[tuple[Node | StartNode, Any]], tape: list,
                     else:
                         pg = rule(g, ans, *args)  # no empty-dict unpacking: most nodes
                 parent = parents[i]
-                if type(pg) is _NDARRAY or type(pg) is not Parts and type(pg) is not Scattered:
+                if type(pg) is _NDARRAY or (type(pg) is not Parts and type(pg) is not Scattered
+                                            and type(pg) is not Products):
                     arg = args[argnum]
                     try:  # fit_to's common case (shape and dtype already right), without the call
                         if pg.shape != arg.shape or pg.dtype is not arg.dtype:
@@ -340,7 +275,7 @@ def _take_cotangents(starts: Sequence[StartNode | None]) -> list:
         g = node.cotangent
         if g is not None:
             node.cotangent = None
-            if type(g) is Scattered:
+            if type(g) is Scattered or type(g) is Products:
                 g = g.dense()
         out.append(g)
     return out

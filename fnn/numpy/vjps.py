@@ -14,7 +14,7 @@ import math
 import numpy as np
 
 from fnn.backend import get_array_module, to_cupy, to_numpy
-from fnn.autodiff.backward import Scattered, shape_of, zeros_like_value
+from fnn.autodiff.backward import Scattered, shape_of, weight_product, zeros_like_value
 from fnn.autodiff.tracer import Box, defvjp, defvjp_argnum, strip
 from fnn.numpy import contractions as C
 from fnn.numpy import elementwise as E
@@ -391,11 +391,10 @@ def _matmul_a(g, ans, a, b):
 def _matmul_b(g, ans, a, b):
     a_nd = getattr(a, "ndim", 0)
     if type(g) is not Box and type(a) is not Box and a_nd >= 2 and getattr(b, "ndim", 0) >= 2:
-        if a_nd > 2 and b.ndim == 2:  # (..., n, k) @ (k, m): one product over all leading axes,
-            # not a batch of products summed afterwards (g has a's leading axes exactly)
-            # (row counts spelled out: reshape(-1, 0) of an empty array is ambiguous)
-            rows = math.prod(a.shape[:-1])
-            return a.reshape(rows, a.shape[-1]).T @ g.reshape(rows, g.shape[-1])
+        if b.ndim == 2:  # (..., n, k) @ (k, m): one product over all leading axes, not a batch
+            # of products summed afterwards (g has a's leading axes exactly); kept as factors
+            # when small, for one product with the other steps of a loop
+            return weight_product(a, g, b)
         return (a.T if a_nd == 2 else a.swapaxes(-1, -2)) @ g
     if len(shape_of(a)) == 1:
         return g * a if len(shape_of(b)) == 1 else S.expand_dims(a, -1) * S.expand_dims(g, -2)
