@@ -113,24 +113,24 @@ class Products:
     matrix used at every step of a loop (`h @ w`), multiplied as one product over all their rows
     instead of one small product and one sum per step (NumPy arrays only, one dtype)."""
 
-    __slots__ = ("a_parts", "g_parts", "rows", "partial")
+    __slots__ = ("a_parts", "g_parts", "held", "partial")
 
     def __init__(self, a: np.ndarray, g: np.ndarray):
         self.a_parts = [a]
         self.g_parts = [g]
-        self.rows = a.shape[0]
-        self.partial = None  # a dense part of the sum (a cotangent that came in formed)
+        self.held = a.size + g.size  # elements of factors held
+        self.partial = None  # a part of the sum already formed (a cotangent that came in dense)
 
     def merge(self, other: Products) -> None:
         """Add `other`'s pieces to these (both made by the same pass, for the same matrix)."""
         self.a_parts += other.a_parts
         self.g_parts += other.g_parts
-        self.rows += other.rows
+        self.held += other.held
         if other.partial is not None:
             self.add_dense(other.partial)
-        if self.rows and self.rows * (self.a_parts[0].shape[1] + self.g_parts[0].shape[1]) > _PRODUCTS_HELD:
-            self.add_dense(self._product())  # a long loop holds at most about _PRODUCTS_HELD
-            self.a_parts, self.g_parts, self.rows = [], [], 0  # elements of factors
+        if self.held > _PRODUCTS_HELD:  # a long loop: multiply what is held out now
+            self.add_dense(self._product())
+            self.a_parts, self.g_parts, self.held = [], [], 0
 
     def add_dense(self, x: np.ndarray) -> None:
         """Add a formed cotangent of the same matrix (same shape and dtype)."""
@@ -153,8 +153,9 @@ class Products:
         return out
 
 
-# A Products holds at most this many elements of factors (a and g rows) before it multiplies
-# them out into its dense part; pieces larger than _PRODUCT_PIECE are multiplied at once.
+# A Products holds about this many elements of factors at most before it multiplies them out into
+# its formed part; a factor larger than _PRODUCT_PIECE is multiplied at once (its product gains
+# nothing from being joined to others).
 _PRODUCTS_HELD = 2 ** 20
 _PRODUCT_PIECE = 2 ** 14
 
@@ -167,8 +168,8 @@ def weight_product(a: Any, g: Any, b: Any) -> Any:
         rows = math.prod(a.shape[:-1])
         a = a.reshape(rows, a.shape[-1])
         g = g.reshape(rows, g.shape[-1])
-    if (type(a) is _NDARRAY and type(g) is _NDARRAY and a.size <= _PRODUCT_PIECE
-            and g.size <= _PRODUCT_PIECE and a.shape[0] and _array_type(b) is _NDARRAY
-            and a.dtype == b.dtype and g.dtype == b.dtype):
+    if (type(a) is _NDARRAY and type(g) is _NDARRAY and 0 < a.size <= _PRODUCT_PIECE
+            and g.size <= _PRODUCT_PIECE and (b.array_type if type(b) is ArgSpec else type(b)) is _NDARRAY
+            and a.dtype == b.dtype == g.dtype):
         return Products(a, g)
     return a.T @ g
