@@ -1,7 +1,8 @@
 """The measuring tools of benchmarks/: the suite's paired ratio, cold_overhead.py's instrumented
 stacks (they must compute the hand-written step's gradients, and their clock must count only the
 timed operations), compiled_core.py's module list, build stamp and arithmetic,
-cache_traffic.py's reading of cachegrind's summary, and the machine line of the reports."""
+cache_traffic.py's reading of cachegrind's summary, weight_products.py's two ways of forming a
+loop's weight cotangent, and the machine line of the reports."""
 
 import os
 
@@ -189,3 +190,12 @@ def test_cpu_description_names_the_last_level_cache(benchmarks_on_path):
                 levels[level] = f.read().strip()
     top = max(levels)
     assert f"L{top} {levels[top]}" in text
+
+
+def test_weight_products_times_ways_that_give_the_same_gradient(benchmarks_on_path):
+    import weight_products
+    per_step, joined = weight_products._ways(np, hidden=5, batch=3, steps=4).values()
+    np.testing.assert_allclose(joined(), per_step(), rtol=1e-5, atol=1e-5)
+    formed, kept = (fn() for fn in weight_products._loop_steps().values())
+    for name in ("w_hh", "w_ih"):
+        np.testing.assert_allclose(kept["rnn"][name], formed["rnn"][name], rtol=1e-4, atol=1e-6)
