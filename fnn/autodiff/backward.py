@@ -22,11 +22,11 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from fnn.backend import add_keeping_layout
-from fnn.autodiff.pieces import Products, Scattered, weight_product, zeros_like_value
+from fnn.autodiff.pieces import Products, Scattered, zeros_like_value
 from fnn.autodiff.tracer import Box, Node, Parts, StartNode, defvjp, primitive, start_node
 
-__all__ = ["backward_pass", "Scattered", "Products", "weight_product", "sum_to_shape", "broadcast_to",
-           "cast", "add_cotangents", "zeros_like_value", "shape_of", "dtype_of"]
+__all__ = ["backward_pass", "Scattered", "Products", "sum_to_shape", "broadcast_to", "cast",
+           "add_cotangents", "zeros_like_value", "shape_of", "dtype_of"]
 
 
 def shape_of(x: Any) -> tuple:

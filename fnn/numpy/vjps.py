@@ -14,7 +14,8 @@ import math
 import numpy as np
 
 from fnn.backend import get_array_module, to_cupy, to_numpy
-from fnn.autodiff.backward import Scattered, shape_of, weight_product, zeros_like_value
+from fnn.autodiff.backward import shape_of
+from fnn.autodiff.pieces import Scattered, weight_product, zeros_like_value
 from fnn.autodiff.tracer import Box, defvjp, defvjp_argnum, strip
 from fnn.numpy import contractions as C
 from fnn.numpy import elementwise as E
