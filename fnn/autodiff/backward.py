@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from fnn.backend import add_keeping_layout
-from fnn.autodiff.pieces import Products, Scattered, zeros_like_value
+from fnn.autodiff.pieces import KEPT_IN_PIECES, Products, Scattered, zeros_like_value
 from fnn.autodiff.tracer import Box, Node, Parts, StartNode, defvjp, primitive, start_node
 
 __all__ = ["backward_pass", "Scattered", "Products", "sum_to_shape", "broadcast_to", "cast",
@@ -188,7 +188,7 @@ def backward_pass(roots: Iterable[tuple[Node | StartNode, Any]], tape: list,
             if g is None:
                 continue
             node.cotangent = None
-            if type(g) is not _NDARRAY and (type(g) is Scattered or type(g) is Products):
+            if type(g) is not _NDARRAY and type(g) in KEPT_IN_PIECES:
                 g = g.dense()
             prim = node.prim
             args = node.args
@@ -234,8 +234,7 @@ def backward_pass(roots: Iterable[tuple[Node | StartNode, Any]], tape: list,
                     else:
                         pg = rule(g, ans, *args)  # no empty-dict unpacking: most nodes
                 parent = parents[i]
-                if type(pg) is _NDARRAY or (type(pg) is not Parts and type(pg) is not Scattered
-                                            and type(pg) is not Products):
+                if type(pg) is _NDARRAY or type(pg) is not Parts and type(pg) not in KEPT_IN_PIECES:
                     arg = args[argnum]
                     try:  # fit_to's common case (shape and dtype already right), without the call
                         if pg.shape != arg.shape or pg.dtype is not arg.dtype:
@@ -275,7 +274,7 @@ def _take_cotangents(starts: Sequence[StartNode | None]) -> list:
         g = node.cotangent
         if g is not None:
             node.cotangent = None
-            if type(g) is Scattered or type(g) is Products:
+            if type(g) in KEPT_IN_PIECES:
                 g = g.dense()
         out.append(g)
     return out

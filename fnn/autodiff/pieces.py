@@ -8,8 +8,8 @@ total as it arrives costs one full-size array operation per step. Two kinds are 
 - `Products`: the cotangent of a matrix used at every step (`h @ w`), as the factors of its
   `a.T @ g` products, multiplied as one product over all their rows when read. At W4's sizes
   one (64 x 1600) @ (1600 x 64) product, with the two concatenations, costs well under the 50
-  (64 x 32) @ (32 x 64) products and 49 sums it replaces (`benchmarks/BENCHMARKS.md`). NumPy
-  arrays only: other array types take the product at once.
+  (64 x 32) @ (32 x 64) products and 49 sums it replaces (`benchmarks/weight_products.py`,
+  BENCHMARKS.md). NumPy arrays only: other array types take the product at once.
 
 The backward pass (`fnn.autodiff.backward`) adds pieces of one kind together and forms the value
 (`dense()`) when a node reads it, when it meets a cotangent of another kind, and at the inputs.
@@ -25,7 +25,7 @@ import numpy as np
 from fnn.backend import module_for_type
 from fnn.autodiff.tracer import ArgSpec, strip
 
-__all__ = ["Scattered", "Products", "weight_product", "zeros_like_value"]
+__all__ = ["Scattered", "Products", "KEPT_IN_PIECES", "weight_product", "zeros_like_value"]
 
 
 def zeros_like_value(x: Any) -> Any:
@@ -152,6 +152,9 @@ class Products:
             out += self.partial  # out is new: the product's own array
         return out
 
+
+# The kinds above: a cotangent of one of them is read through its `dense()`.
+KEPT_IN_PIECES = frozenset((Scattered, Products))
 
 # A Products holds about this many elements of factors at most before it multiplies them out into
 # its formed part; a factor larger than _PRODUCT_PIECE is multiplied at once (its product gains
